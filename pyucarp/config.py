@@ -1,0 +1,46 @@
+"""The daemon's validated configuration: what the command line means, nothing more.
+
+Field names follow ucarp's long options (reference §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+DEFAULT_GROUP = IPv4Address("224.0.0.18")
+MAX_PASSWORD_BYTES = 19  # ucarp keeps the key in 20 bytes, NUL included
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one pyucarp instance needs to run, already checked."""
+
+    interface: str  # as typed, alias label included ("eth0:carp0")
+    srcip: IPv4Address
+    vhid: int
+    password: bytes
+    addr: IPv4Address
+    addr_text: str  # the VIP exactly as typed: scripts receive it verbatim
+    mcast: IPv4Address = DEFAULT_GROUP
+    preempt: bool = False
+    neutral: bool = False
+    advbase: int = 1
+    advskew: int = 0
+    upscript: str | None = None
+    downscript: str | None = None
+    deadratio: int = 3
+    debug: bool = False
+    shutdown: bool = False
+    daemonize: bool = False
+    ignoreifstate: bool = False
+    nomcast: bool = False
+    facility: str = "daemon"
+    xparam: str | None = None
+    pidfile: str | None = None
+    statedir: str | None = None
+
+    @property
+    def device(self) -> str:
+        """The kernel device: an alias label ``eth0:carp0`` names device ``eth0``."""
+        return self.interface.split(":", 1)[0]

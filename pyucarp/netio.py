@@ -1,0 +1,257 @@
+"""Raw CARP frames in and out of one interface.
+
+ucarp reads advertisements through libpcap, which hands them over in batches
+(about one second apart); pyucarp reads them from an ``AF_PACKET`` socket as
+they arrive.  A classic BPF program attached to the socket lets only IPv4
+frames carrying IP protocol 112 through, so the daemon wakes for CARP and
+nothing else.  Frames are sent whole, Ethernet header included, so the source
+MAC ``00:00:5e:00:00:<vhid>`` and every other header byte are exactly those the
+caller built (reference §2).
+
+Everything here is non-blocking: the daemon's event loop polls ``fileno()``
+and calls :meth:`CarpSocket.recv_frames` when it is readable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+from ipaddress import IPv4Address
+from types import TracebackType
+
+from pyucarp.errors import RuntimeFailure
+
+__all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "multicast_mac"]
+
+IPPROTO_CARP = 112
+"""The IP protocol number CARP shares with VRRP."""
+
+# Linux constants Python 3.10/3.11 does not export (linux/if_ether.h,
+# asm-generic/socket.h, linux/if_packet.h).
+_ETH_P_IP = 0x0800
+_SOL_PACKET = 263
+_SO_ATTACH_FILTER = 26
+_SO_RCVBUFFORCE = 33
+_PACKET_ADD_MEMBERSHIP = 1
+_PACKET_MR_MULTICAST = 0
+_PACKET_OUTGOING = 4
+
+# Room for a burst of adverts from many peers while the loop is busy; with the
+# filter in place only CARP frames take space here.
+_RCVBUF_BYTES = 1 << 20
+# Bigger than any frame an interface can hand us (jumbo frames included).
+_MAX_FRAME = 65536
+
+# Classic BPF opcodes (linux/bpf_common.h).
+_BPF_LD_H_ABS = 0x28
+_BPF_LD_B_ABS = 0x30
+_BPF_JEQ_K = 0x15
+_BPF_RET_K = 0x06
+
+
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    """One ``struct sock_filter`` instruction in native byte order."""
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
+CARP_FILTER: bytes = b"".join(
+    (
+        _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
+        _insn(_BPF_JEQ_K, 0, 3, _ETH_P_IP),  # not IPv4 -> drop
+        _insn(_BPF_LD_B_ABS, 0, 0, 14 + 9),  # A = IP protocol
+        _insn(_BPF_JEQ_K, 0, 1, IPPROTO_CARP),  # not CARP -> drop
+        _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
+        _insn(_BPF_RET_K, 0, 0, 0),  # drop
+    )
+)
+"""The classic BPF program attached to every :class:`CarpSocket`:
+accept IPv4 frames whose IP protocol is 112, drop everything else."""
+
+
+def multicast_mac(group: IPv4Address) -> bytes:
+    """The Ethernet address of an IPv4 multicast group: 01:00:5e + its low 23 bits."""
+    low23 = int(group) & 0x7FFFFF
+    return b"\x01\x00\x5e" + low23.to_bytes(3, "big")
+
+
+def _attach_filter(sock: socket.socket, program: bytes) -> None:
+    """Attach a classic BPF program (SO_ATTACH_FILTER with a struct sock_fprog)."""
+    count = len(program) // 8
+    buf = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }:
+    # native alignment puts the pointer where the kernel expects it.
+    fprog = struct.pack("HP", count, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+
+
+def _grow_rcvbuf(sock: socket.socket, size: int) -> None:
+    """Ask for a large receive buffer; root may exceed net.core.rmem_max."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class CarpSocket:
+    """A non-blocking raw socket that receives and sends CARP frames on one device.
+
+    Received frames are complete Ethernet frames, exactly as they were on the
+    wire.  Frames this host transmits are never returned.  Unless ``nomcast``,
+    the device is made to accept the group's multicast traffic for as long as
+    the socket is open.
+
+    If the device is deleted the socket stops receiving for good; the daemon
+    learns of it from :class:`pyucarp.iface.LinkMonitor` and opens a new one.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        *,
+        srcip: IPv4Address,
+        group: IPv4Address,
+        nomcast: bool,
+    ) -> None:
+        self.device = device
+        self.srcip = srcip
+        self.group = group
+        self.nomcast = nomcast
+        self._buf = bytearray(_MAX_FRAME)
+        self._mcast: socket.socket | None = None
+        try:
+            self.ifindex = socket.if_nametoindex(device)
+        except OSError:
+            raise RuntimeFailure(
+                f"Unable to open interface [{device}]: no such interface"
+            ) from None
+        try:
+            # Protocol 0: nothing is queued until bind(), which happens only
+            # once the filter is in place, so no stray frame slips in.
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"Unable to open a raw socket on [{device}]: {_why(exc)}"
+            ) from None
+        try:
+            _attach_filter(self._sock, CARP_FILTER)
+            _grow_rcvbuf(self._sock, _RCVBUF_BYTES)
+            self._sock.bind((device, _ETH_P_IP))
+            self._sock.setblocking(False)
+            if not nomcast and group.is_multicast:
+                self._join(group)
+        except OSError as exc:
+            self.close()
+            raise RuntimeFailure(
+                f"Unable to set up the CARP socket on [{device}]: {_why(exc)}"
+            ) from None
+        except RuntimeFailure:
+            self.close()
+            raise
+
+    def _join(self, group: IPv4Address) -> None:
+        """Make the device accept the group's frames.
+
+        Like ucarp, join the group at the IP level (IP_ADD_MEMBERSHIP) on a
+        socket kept open for the daemon's life; unlike ucarp, name the device by
+        its index (struct ip_mreqn), so the join works even before the
+        interface has an address.  The link-level membership on the packet
+        socket also keeps the MAC in the device's filter independently of the
+        IPv4 stack.  Failing both is fatal: a backup that hears no adverts
+        would make itself a second master.
+        """
+        errors: list[str] = []
+        try:
+            # struct packet_mreq { int ifindex; u16 type; u16 alen; u8 addr[8]; }
+            mreq = struct.pack(
+                "=iHH8s", self.ifindex, _PACKET_MR_MULTICAST, 6, multicast_mac(group)
+            )
+            self._sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
+        except OSError as exc:
+            errors.append(f"PACKET_ADD_MEMBERSHIP: {_why(exc)}")
+        try:
+            msock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError as exc:
+            errors.append(f"IP_ADD_MEMBERSHIP: {_why(exc)}")
+        else:
+            try:
+                mreqn = struct.pack(
+                    "=4s4si", group.packed, self.srcip.packed, self.ifindex
+                )
+                msock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+                self._mcast = msock
+            except OSError as exc:
+                msock.close()
+                errors.append(f"IP_ADD_MEMBERSHIP: {_why(exc)}")
+        if len(errors) == 2:
+            raise RuntimeFailure(
+                f"Can't join multicast group {group} on [{self.device}]: "
+                + "; ".join(errors)
+            )
+
+    def fileno(self) -> int:
+        """The descriptor to watch for readability."""
+        return self._sock.fileno()
+
+    def send(self, frame: bytes) -> None:
+        """Transmit one complete Ethernet frame as is; raise OSError on failure."""
+        # The EtherType is passed as the packet's protocol so the kernel
+        # (qdiscs, bonding) sees the frame for what it is, ARP included.
+        ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
+        self._sock.sendto(frame, (self.device, ethertype))
+
+    def recv_frames(self, max_frames: int = 64) -> list[bytes]:
+        """Return the frames queued so far (at most ``max_frames``), never blocking.
+
+        Raises OSError for socket errors other than "nothing queued" and the
+        one-off ENETDOWN the kernel reports when the link goes down (that
+        news comes from the link monitor).
+        """
+        frames: list[bytes] = []
+        for _ in range(max_frames):
+            try:
+                size, addr = self._sock.recvfrom_into(self._buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:
+                    break
+                raise
+            # addr = (ifname, proto, pkttype, hatype, hwaddr).  Linux copies
+            # transmitted frames only to ETH_P_ALL taps, so a socket bound to
+            # ETH_P_IP should never see one; the check keeps the promise that
+            # our own adverts are never handed back, whatever the kernel does.
+            if addr[2] == _PACKET_OUTGOING:
+                continue
+            frames.append(bytes(self._buf[:size]))
+        return frames
+
+    def close(self) -> None:
+        """Release the sockets (and with them the multicast membership)."""
+        if self._mcast is not None:
+            self._mcast.close()
+            self._mcast = None
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._sock.fileno() < 0
+
+    def __enter__(self) -> CarpSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

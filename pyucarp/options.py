@@ -1,0 +1,515 @@
+"""ucarp's command line: GNU getopt_long parsing and the checks that turn argv into a Config.
+
+The C ucarp is the reference: same options, same abbreviations, same order of checks and the
+same error texts wherever ucarp has one. Where ucarp silently misreads a value (numbers that
+wrap or are garbage) or shrugs at a mistake (an unknown option prints the help and exits 0),
+pyucarp refuses with one clear line instead; each such place says so below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from types import MappingProxyType
+
+from pyucarp import __version__
+from pyucarp.config import DEFAULT_GROUP, MAX_PASSWORD_BYTES, Config
+from pyucarp.errors import ConfigError
+
+__all__ = [
+    "USAGE",
+    "NO_SYSLOG",
+    "SYSLOG_FACILITIES",
+    "HelpRequested",
+    "facility_known",
+    "parse_args",
+    "scrub_password_from_argv",
+]
+
+USAGE = f"""\
+pyucarp {__version__}
+
+--interface=<if> (-i <if>): bind interface <if>
+--srcip=<ip> (-s <ip>): source (real) IP address of that host
+--mcast=<ip> (-m <ip>): multicast group IP address (default 224.0.0.18)
+--vhid=<id> (-v <id>): virtual IP identifier (1-255)
+--pass=<pass> (-p <pass>): password
+--passfile=<file> (-o <file>): read password from file
+--preempt (-P): becomes a master as soon as possible
+--neutral (-n): don't run downscript at start if backup
+--addr=<ip> (-a <ip>): virtual shared IP address
+--help (-h): summary of command-line options
+--advbase=<seconds> (-b <seconds>): advertisement frequency
+--advskew=<skew> (-k <skew>): advertisement skew (0-255)
+--upscript=<file> (-u <file>): run <file> to become a master
+--downscript=<file> (-d <file>): run <file> to become a backup
+--deadratio=<ratio> (-r <ratio>): ratio to consider a host as dead
+--debug (-D): enable debug output
+--shutdown (-z): call shutdown script at exit
+--daemonize (-B): run in background
+--ignoreifstate (-S): ignore interface state (down, no carrier)
+--nomcast (-M): use broadcast (instead of multicast) advertisements
+--facility=<facility> (-f): set syslog facility (default=daemon)
+--xparam=<value> (-x): extra parameter to send to up/down scripts
+
+Sample usage:
+
+Manage the 10.1.1.252 shared virtual address on interface eth0, with
+1 as a virtual address idenfitier, mypassword as a password, and
+10.1.1.1 as a real permanent address for this host.
+Call /etc/vip-up.sh when the host becomes a master, and
+/etc/vip-down.sh when the virtual IP address has to be disabled.
+
+ucarp --interface=eth0 --srcip=10.1.1.1 --vhid=1 --pass=mypassword \\
+      --addr=10.1.1.252 \\
+      --upscript=/etc/vip-up.sh --downscript=/etc/vip-down.sh
+
+pyucarp extensions:
+--pidfile=<file>: write the daemon's pid to <file>
+--statedir=<dir>: directory for the JSON state file
+"""
+"""The ``--help`` text: ucarp's, with pyucarp's name and version and its two extra options."""
+
+# glibc's facilitynames table, which ucarp searches case-insensitively for -f. "mark" is
+# glibc's internal pseudo-facility (LOG_NFACILITIES << 3) and "security" an alias of auth;
+# ucarp accepts both, so we do too.
+SYSLOG_FACILITIES: Mapping[str, int] = MappingProxyType(
+    {
+        "auth": 4 << 3,
+        "authpriv": 10 << 3,
+        "cron": 9 << 3,
+        "daemon": 3 << 3,
+        "ftp": 11 << 3,
+        "kern": 0 << 3,
+        "lpr": 6 << 3,
+        "mail": 2 << 3,
+        "mark": 24 << 3,
+        "news": 7 << 3,
+        "security": 4 << 3,
+        "syslog": 5 << 3,
+        "user": 1 << 3,
+        "uucp": 8 << 3,
+        **{f"local{n}": (16 + n) << 3 for n in range(8)},
+    }
+)
+"""The -f names ucarp knows (lower case) and their syslog facility codes. ``none`` is apart."""
+
+NO_SYSLOG = "none"  # ucarp's -f value that turns syslog off
+
+_IFNAMSIZ = 16  # the kernel's limit, NUL included; ucarp: "Interface name too long"
+_MAX_DEADRATIO = 2**32 - 1  # ucarp keeps it in an unsigned int
+
+
+@dataclass(frozen=True)
+class HelpRequested:
+    """The command line asks for the help text (``-h``, ``--help``, or no argument at all)."""
+
+
+@dataclass(frozen=True)
+class _Option:
+    long: str
+    short: str | None
+    takes_arg: bool
+
+
+# In ucarp's getopt_long table order: the order decides how ambiguous prefixes are listed.
+# ucarp's own getopt string lacks "m:" although its help documents -m; we accept -m.
+# The two extensions come last and are long-only; "pi"/"st" prefixes are new, so no
+# abbreviation that worked with ucarp becomes ambiguous.
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("interface", "i", True),
+    _Option("srcip", "s", True),
+    _Option("mcastip", "m", True),
+    _Option("vhid", "v", True),
+    _Option("pass", "p", True),
+    _Option("preempt", "P", False),
+    _Option("neutral", "n", False),
+    _Option("addr", "a", True),
+    _Option("help", "h", False),
+    _Option("advbase", "b", True),
+    _Option("advskew", "k", True),
+    _Option("upscript", "u", True),
+    _Option("downscript", "d", True),
+    _Option("deadratio", "r", True),
+    _Option("debug", "D", False),
+    _Option("shutdown", "z", False),
+    _Option("facility", "f", True),
+    _Option("daemonize", "B", False),
+    _Option("ignoreifstate", "S", False),
+    _Option("nomcast", "M", False),
+    _Option("passfile", "o", True),
+    _Option("xparam", "x", True),
+    _Option("pidfile", None, True),
+    _Option("statedir", None, True),
+)
+_BY_SHORT = {opt.short: opt for opt in _OPTIONS if opt.short is not None}
+_BY_LONG = {opt.long: opt for opt in _OPTIONS}
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    """One option found in argv: its long name, its value, and where the value sits."""
+
+    name: str
+    value: str | None
+    index: int  # argv element holding the value (or the option itself)
+    offset: int  # where the value starts inside that element
+
+
+def facility_known(name: str) -> bool:
+    """Whether ucarp accepts ``name`` for -f (case-insensitive; ``none`` included)."""
+    lowered = name.lower()
+    return lowered == NO_SYSLOG or lowered in SYSLOG_FACILITIES
+
+
+def _resolve_long(name: str) -> _Option:
+    """getopt_long's lookup: an exact name, else the one option ``name`` abbreviates."""
+    exact = _BY_LONG.get(name)
+    if exact is not None:
+        return exact
+    matches = [opt for opt in _OPTIONS if name and opt.long.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    # Only the name is quoted, never an "=value": that could be the password.
+    if not matches:
+        raise ConfigError(f"unrecognized option '--{name}'")
+    listed = " ".join(f"'--{opt.long}'" for opt in matches)
+    raise ConfigError(f"option '--{name}' is ambiguous; possibilities: {listed}")
+
+
+def _scan(argv: Sequence[str]) -> Iterator[_Occurrence]:
+    """Walk argv the way GNU getopt_long (permuting mode) does, yielding each option in order.
+
+    Non-option arguments are skipped (ucarp never reads them: the classic init script
+    passes a lone backslash), ``--`` ends the options, and a lone ``-`` is a non-option.
+    ucarp prints its help and exits 0 on any getopt error; we raise ConfigError with
+    getopt's own wording instead, so a typo cannot pass for a successful start.
+    """
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            opt = _resolve_long(name)
+            if eq:
+                if not opt.takes_arg:
+                    raise ConfigError(f"option '--{opt.long}' doesn't allow an argument")
+                yield _Occurrence(opt.long, value, i, len(name) + 3)
+            elif opt.takes_arg:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"option '--{opt.long}' requires an argument")
+                i += 1  # the next element is the value even if it starts with "-"
+                yield _Occurrence(opt.long, argv[i], i, 0)
+            else:
+                yield _Occurrence(opt.long, None, i, 0)
+        elif arg.startswith("-") and arg != "-":
+            j = 1
+            while j < len(arg):
+                short = _BY_SHORT.get(arg[j])
+                if short is None:
+                    raise ConfigError(f"invalid option -- '{arg[j]}'")
+                if not short.takes_arg:
+                    yield _Occurrence(short.long, None, i, j)
+                    j += 1
+                    continue
+                if j + 1 < len(arg):  # "-v5", or "-Pv5" after flags
+                    yield _Occurrence(short.long, arg[j + 1 :], i, j + 1)
+                elif i + 1 < len(argv):
+                    i += 1
+                    yield _Occurrence(short.long, argv[i], i, 0)
+                else:
+                    raise ConfigError(f"option requires an argument -- '{arg[j]}'")
+                break
+        i += 1
+
+
+# strtoul(s, NULL, 0) syntax: C white space, a sign, then 0x-hex, 0-octal or decimal.
+# ucarp stops at the first bad character and keeps what it read ("5x" is 5, "abc" and
+# "08" are 0, "-1" wraps to ULONG_MAX, then unsigned char keeps the low 8 bits). A
+# silently different vhid or timer is worse than a refusal, so the whole value must be
+# a number here; white space around it is tolerated (strtoul skips the leading part).
+_C_INTEGER = re.compile(
+    r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)[ \t\n\v\f\r]*", re.ASCII
+)
+
+
+def _c_integer(text: str, what: str) -> int:
+    """``text`` read as a C integer literal (``0x10`` = 16, ``010`` = 8), or ConfigError."""
+    match = _C_INTEGER.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"Invalid number for {what}: [{text}]")
+    sign, digits = match.groups()
+    if digits[:2] in ("0x", "0X"):
+        value = int(digits[2:], 16)
+    elif digits.startswith("0"):
+        value = int(digits, 8)
+    else:
+        value = int(digits, 10)
+    return -value if sign == "-" else value
+
+
+def _in_range(text: str, what: str, low: int, high: int, message: str) -> int:
+    value = _c_integer(text, what)
+    if not low <= value <= high:
+        raise ConfigError(message)
+    return value
+
+
+# inet_pton(AF_INET) syntax: exactly four decimal octets, no leading zeros, nothing else.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+
+
+def _ipv4(text: str) -> IPv4Address:
+    """A dotted quad as inet_pton reads it; ucarp's "Invalid address: [...]" otherwise."""
+    if _DOTTED_QUAD.fullmatch(text) is None:
+        raise ConfigError(f"Invalid address: [{text}]")
+    return IPv4Address(text)
+
+
+def _read_passfile(path: str) -> bytes:
+    """The first line of ``path`` without its line end, with ucarp's error texts.
+
+    ucarp reads one line with fgets and cuts it at the newline; as a C string it also ends
+    at a NUL byte. A trailing carriage return is dropped too, so a file written with CRLF
+    line ends gives the password one sees in an editor.
+    """
+    try:
+        with open(path, "rb") as handle:
+            line = handle.readline(4096)
+    except IsADirectoryError as exc:  # C's fopen succeeds on a directory, fgets fails
+        raise ConfigError(f"error reading passfile {path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"unable to open passfile {path} for reading: {exc.strerror}"
+        ) from None
+    if not line:
+        raise ConfigError(f"error reading passfile {path}: unexpected end of file")
+    line = line.split(b"\n", 1)[0].split(b"\0", 1)[0]
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+@dataclass
+class _Draft:
+    """The options seen so far; the last repetition of an option wins, as in ucarp."""
+
+    interface: str = ""
+    srcip: IPv4Address | None = None
+    mcast: IPv4Address = DEFAULT_GROUP
+    vhid: int | None = None
+    password: bytes = b""
+    passfile: str | None = None  # where the current password came from, for messages
+    addr: IPv4Address | None = None
+    addr_text: str = ""
+    preempt: bool = False
+    neutral: bool = False
+    advbase: int = 1
+    advskew: int = 0
+    upscript: str | None = None
+    downscript: str | None = None
+    deadratio: int = 3
+    debug: bool = False
+    shutdown: bool = False
+    daemonize: bool = False
+    ignoreifstate: bool = False
+    nomcast: bool = False
+    facility: str = "daemon"
+    xparam: str | None = None
+    pidfile: str | None = None
+    statedir: str | None = None
+
+
+_FLAGS = frozenset(
+    {"preempt", "neutral", "debug", "shutdown", "daemonize", "ignoreifstate", "nomcast"}
+)
+_STRINGS = frozenset({"interface", "upscript", "downscript", "xparam"})
+
+
+def _apply(draft: _Draft, name: str, value: str) -> None:
+    """Record one option with a value, checking it at once as ucarp does for -s/-a/-m/-v/-o."""
+    if name in _STRINGS:
+        setattr(draft, name, value)  # kept verbatim: scripts receive exactly this
+    elif name == "srcip":
+        draft.srcip = _ipv4(value)
+    elif name == "mcastip":
+        draft.mcast = _ipv4(value)
+    elif name == "addr":
+        draft.addr = _ipv4(value)
+        draft.addr_text = value
+    elif name == "vhid":
+        draft.vhid = _in_range(value, "vhid", 1, 255, "vhid must be between 1 and 255.")
+    elif name == "pass":
+        draft.password = os.fsencode(value)  # the bytes typed, whatever the locale
+        draft.passfile = None
+    elif name == "passfile":
+        draft.password = _read_passfile(value)
+        draft.passfile = value
+    elif name == "advbase":
+        # ucarp stores both in an unsigned char: 256 silently becomes 0, 300 becomes 44.
+        draft.advbase = _in_range(value, "advbase", 0, 255, "advbase must be between 0 and 255")
+    elif name == "advskew":
+        draft.advskew = _in_range(value, "advskew", 0, 255, "advskew must be between 0 and 255")
+    elif name == "deadratio":
+        # Zero is refused after the other checks, with ucarp's text; values that would
+        # wrap ucarp's unsigned int (to 0 or to something else) are refused here.
+        draft.deadratio = _in_range(
+            value, "deadratio", 0, _MAX_DEADRATIO,
+            f"deadratio must be between 1 and {_MAX_DEADRATIO}",
+        )
+    elif name == "facility":
+        # ucarp logs "Unknown syslog facility: [...]" and goes on; the logger does the
+        # same with the text kept here. Known names are stored in lower case. (ucarp
+        # never turns syslog back on after "-f none"; here the last -f simply wins.)
+        draft.facility = value.lower() if facility_known(value) else value
+    elif name in ("pidfile", "statedir"):
+        if not value:
+            raise ConfigError(f"--{name} needs a non-empty path")
+        setattr(draft, name, value)
+    else:  # pragma: no cover - every option with a value is handled above
+        raise AssertionError(name)
+
+
+def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Config:
+    """ucarp's checks after the options, in ucarp's order, then the Config."""
+    interface = draft.interface or default_interface() or ""
+    if not interface:
+        raise ConfigError("You must supply a network interface")
+    if draft.vhid is None:
+        raise ConfigError("You must supply a valid virtual host id")
+    if not draft.password:
+        where = f" (passfile {draft.passfile} starts with an empty line)" if draft.passfile else ""
+        raise ConfigError(f"You must supply a password{where}")
+    if draft.advbase == 0 and draft.advskew == 0:
+        raise ConfigError("You must supply an advertisement time base")
+    if draft.srcip is None or int(draft.srcip) == 0:
+        raise ConfigError("You must supply a persistent source address")
+    if draft.addr is None or int(draft.addr) == 0:
+        raise ConfigError("You must supply a virtual host address")
+    if draft.deadratio == 0:
+        raise ConfigError("Dead ratio can't be zero")
+    # ucarp finds these two only after its checks (and exits 2); they are static
+    # properties of the command line, so they are configuration errors here.
+    if len(draft.password) > MAX_PASSWORD_BYTES:
+        raise ConfigError("Password too long")
+    if len(os.fsencode(interface)) >= _IFNAMSIZ:
+        raise ConfigError("Interface name too long")
+    return Config(
+        interface=interface,
+        srcip=draft.srcip,
+        vhid=draft.vhid,
+        password=draft.password,
+        addr=draft.addr,
+        addr_text=draft.addr_text,
+        mcast=draft.mcast,
+        preempt=draft.preempt,
+        neutral=draft.neutral,
+        advbase=draft.advbase,
+        advskew=draft.advskew,
+        upscript=draft.upscript,
+        downscript=draft.downscript,
+        deadratio=draft.deadratio,
+        debug=draft.debug,
+        shutdown=draft.shutdown,
+        daemonize=draft.daemonize,
+        ignoreifstate=draft.ignoreifstate,
+        nomcast=draft.nomcast,
+        facility=draft.facility,
+        xparam=draft.xparam,
+        pidfile=draft.pidfile,
+        statedir=draft.statedir,
+    )
+
+
+def parse_args(
+    argv: Sequence[str], *, default_interface: Callable[[], str | None]
+) -> Config | HelpRequested:
+    """Read ucarp's command line (without the program name) into a checked Config.
+
+    Options are handled strictly left to right like ucarp's getopt loop: ``-h`` wins over
+    anything after it, a bad address or vhid before it is reported first. No argument at
+    all asks for help, as in ucarp. ``default_interface`` is asked only when no -i (or an
+    empty one) was given. Raises ConfigError with one line for every configuration error.
+    """
+    if not argv:
+        return HelpRequested()
+    draft = _Draft()
+    for occurrence in _scan(argv):
+        if occurrence.name == "help":
+            return HelpRequested()
+        if occurrence.value is None:
+            assert occurrence.name in _FLAGS
+            setattr(draft, occurrence.name, True)
+        else:
+            _apply(draft, occurrence.name, occurrence.value)
+    return _finish(draft, default_interface)
+
+
+_PROC_SELF = Path("/proc/self")
+# /proc/PID/stat fields 48 and 49 (1-based, Linux >= 3.5): where argv lives in memory.
+_ARG_START_FIELD = 48
+_ARG_END_FIELD = 49
+
+
+def _password_spans(args: Sequence[str]) -> list[tuple[int, int]]:
+    """(element, character offset) of each -p/--pass value in ``args``, as parsing sees them."""
+    spans: list[tuple[int, int]] = []
+    try:
+        for occurrence in _scan(args):
+            if occurrence.name == "pass" and occurrence.value:
+                spans.append((occurrence.index, occurrence.offset))
+    except ConfigError:
+        pass  # the options before the error are still found and scrubbed
+    return spans
+
+
+def _scrub(proc_self: Path) -> None:
+    args = sys.argv[1:]
+    spans = _password_spans(args)
+    if not spans:
+        return
+    stat = (proc_self / "stat").read_bytes()
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    arg_start = int(fields[_ARG_START_FIELD - 3])
+    arg_end = int(fields[_ARG_END_FIELD - 3])
+    encoded = [os.fsencode(arg) for arg in args]
+    with open(proc_self / "mem", "r+b", buffering=0) as mem:
+        mem.seek(arg_start)
+        area = mem.read(arg_end - arg_start)
+        words = area.split(b"\0")
+        if area.endswith(b"\0"):
+            words.pop()
+        # The interpreter's own arguments come first; ours must be the exact tail, else
+        # the area was rewritten by someone else and is left alone.
+        if len(words) < len(encoded) or words[len(words) - len(encoded) :] != encoded:
+            return
+        position = arg_start + sum(len(w) + 1 for w in words[: len(words) - len(encoded)])
+        starts = []
+        for word in encoded:
+            starts.append(position)
+            position += len(word) + 1
+        for index, offset in spans:
+            skip = len(os.fsencode(args[index][:offset]))
+            mem.seek(starts[index] + skip)
+            # Same length, so the other arguments keep their places in ps output.
+            mem.write(b"x" * (len(encoded[index]) - skip))
+
+
+def scrub_password_from_argv() -> None:
+    """Overwrite the -p/--pass value in this process's argv memory with ``x`` characters.
+
+    ucarp leaves the password readable by every local user in /proc/PID/cmdline. Python
+    cannot change argv itself, so the kernel's copy is rewritten through /proc/self/mem.
+    Best effort: when anything is missing or refused, nothing happens and nothing is raised.
+    """
+    try:
+        _scrub(_PROC_SELF)
+    except (OSError, ValueError, IndexError):
+        return

@@ -1,0 +1,64 @@
+"""``--pidfile``: created atomically, removed on exit, a stale one detected and replaced."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from .errors import ConfigError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PidFile:
+    """The file holding the daemon's pid."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._written_pid: int | None = None
+
+    def read(self) -> int | None:
+        """The pid in the file, or None when absent or unreadable."""
+        try:
+            with open(self.path) as handle:
+                return int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def check_free(self) -> bool:
+        """Refuse to start beside a live daemon; True when a stale file was found."""
+        if not os.path.exists(self.path):
+            return False
+        pid = self.read()
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            raise ConfigError(f"Already running with pid {pid} (pid file [{self.path}])")
+        return True
+
+    def write(self) -> None:
+        """Write our pid atomically (a reader sees the old file or the whole new one)."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pid-", dir=directory)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.path)
+        self._written_pid = os.getpid()
+
+    def remove(self) -> None:
+        """Remove the file if it is still ours (a newer daemon may have replaced it)."""
+        if self._written_pid is None or self._written_pid != os.getpid():
+            return
+        if self.read() == self._written_pid:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass

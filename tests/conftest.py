@@ -1,0 +1,60 @@
+"""Shared test fixtures: the namespace lab, and skipping what this machine cannot run."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+import netlab  # noqa: E402  (needs the path above)
+
+CUCARP = "/usr/sbin/ucarp"
+
+
+@functools.lru_cache(maxsize=None)
+def netns_problem() -> str | None:
+    """Why namespace tests cannot run here (checked once, by really making one), or None."""
+    return netlab.environment_problem(probe=True)
+
+
+def cucarp_problem() -> str | None:
+    """Why tests against the C ucarp cannot run here, or None."""
+    if not os.access(CUCARP, os.X_OK):
+        return f"{CUCARP} (the C ucarp) is not installed"
+    return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove namespaces left by earlier runs that died (only those of dead processes)."""
+    if netlab.environment_problem() is None:
+        netlab.cleanup_stale()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip netns/cucarp-marked tests cleanly when the machine lacks root, ip or ucarp."""
+    if item.get_closest_marker("netns") is not None:
+        problem = netns_problem()
+        if problem is not None:
+            pytest.skip(problem)
+    if item.get_closest_marker("cucarp") is not None:
+        problem = cucarp_problem()
+        if problem is not None:
+            pytest.skip(problem)
+
+
+@pytest.fixture
+def lab() -> Iterator[netlab.Lab]:
+    """A fresh, empty :class:`netlab.Lab` (bridge only), torn down after the test."""
+    problem = netns_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    with netlab.Lab() as the_lab:
+        yield the_lab

@@ -1,0 +1,406 @@
+"""Interface facts and link monitoring, checked in private namespaces."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+
+import pytest
+
+from pyucarp.errors import RuntimeFailure
+from pyucarp.iface import (
+    AddressEvent,
+    LinkEvent,
+    LinkMonitor,
+    MonitorEvent,
+    Resync,
+    default_interface,
+    has_address,
+    interface_facts,
+    parse_rtnetlink,
+)
+
+A_IP = IPv4Interface("192.0.2.1/24")
+B_IP = IPv4Interface("192.0.2.2/24")
+VIP = IPv4Interface("192.0.2.100/32")
+UCARP = "/usr/sbin/ucarp"
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2",
+)
+needs_ucarp = pytest.mark.skipif(
+    not os.access(UCARP, os.X_OK), reason=f"{UCARP} not installed"
+)
+
+
+# --------------------------------------------------------------------------
+# A minimal two-namespace lab: A:eth0 <-veth-> B:eth0, 192.0.2.0/24.
+
+
+def _ip(*args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["ip", *args], capture_output=True, text=True, timeout=10, check=False
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the block with this thread in namespace ``ns``."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+@dataclass
+class Lab:
+    a: str
+    b: str
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+    names = Lab(a=f"pyu-ifc-{tag}-a", b=f"pyu-ifc-{tag}-b")
+    created: list[str] = []
+    try:
+        for ns in (names.a, names.b):
+            _ip("netns", "add", ns)
+            created.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", names.a, "link", "add", "eth0", "type", "veth",
+            "peer", "name", "eth0", "netns", names.b)
+        _ip("-n", names.a, "addr", "add", str(A_IP), "dev", "eth0")
+        _ip("-n", names.b, "addr", "add", str(B_IP), "dev", "eth0")
+        for ns in (names.a, names.b):
+            _ip("-n", ns, "link", "set", "eth0", "up")
+        yield names
+    finally:
+        for ns in created:
+            _ip("netns", "del", ns, check=False)
+
+
+def _link_json(ns: str, dev: str) -> dict[str, object]:
+    out = json.loads(_ip("-n", ns, "-j", "link", "show", "dev", dev))
+    assert isinstance(out, list) and len(out) == 1
+    entry = out[0]
+    assert isinstance(entry, dict)
+    return entry
+
+
+def _wait_running(ns: str, dev: str, timeout: float = 3.0, want: bool = True) -> None:
+    """Wait until iproute2 shows the carrier ``want``ed (linkwatch may lag ~1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        flags = _link_json(ns, dev).get("flags", [])
+        if isinstance(flags, list) and ("LOWER_UP" in flags) == want:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{dev} in {ns}: carrier never became {want}")
+
+
+# --------------------------------------------------------------------------
+# rtnetlink parsing, no privileges needed
+
+
+def _rtattr(kind: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _nlmsg(kind: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_parse_newlink_and_dellink() -> None:
+    ifinfo = struct.pack("=BxHiII", 0, 1, 7, 0x1003, 0)  # UP, no RUNNING
+    body = ifinfo + _rtattr(3, b"eth0\0") + _rtattr(1, bytes.fromhex("020000000001"))
+    events = parse_rtnetlink(_nlmsg(16, body) + _nlmsg(17, body))
+    assert events == [
+        LinkEvent(index=7, name="eth0", flags=0x1003, up=True, running=False,
+                  deleted=False, mac=bytes.fromhex("020000000001")),
+        LinkEvent(index=7, name="eth0", flags=0x1003, up=True, running=False,
+                  deleted=True, mac=bytes.fromhex("020000000001")),
+    ]
+
+
+def test_parse_address_prefers_local_and_keeps_label() -> None:
+    ifaddr = struct.pack("=BBBBI", socket.AF_INET, 24, 0, 0, 3)
+    body = (ifaddr + _rtattr(1, bytes([198, 51, 100, 9]))
+            + _rtattr(2, bytes([192, 0, 2, 1])) + _rtattr(3, b"eth0:carp0\0"))
+    (event,) = parse_rtnetlink(_nlmsg(21, body))
+    assert event == AddressEvent(index=3, address=IPv4Interface("192.0.2.1/24"),
+                                 label="eth0:carp0", deleted=True)
+
+
+def test_parse_skips_ipv6_truncated_and_unknown() -> None:
+    v6 = struct.pack("=BBBBI", socket.AF_INET6, 64, 0, 0, 3) + _rtattr(2, b"\0" * 16)
+    unknown = _nlmsg(24, b"\0" * 12)  # RTM_NEWROUTE
+    truncated = _nlmsg(16, b"\0" * 16)[:20]
+    assert parse_rtnetlink(_nlmsg(20, v6) + unknown + truncated) == []
+    assert parse_rtnetlink(_nlmsg(4, b"")) == [Resync()]
+
+
+def test_missing_interface_message() -> None:
+    with pytest.raises(RuntimeFailure, match=r"^Unable to find MAC address of \[nosuch0\]"):
+        interface_facts("nosuch0")
+
+
+# --------------------------------------------------------------------------
+# Facts, in a namespace
+
+
+@pytest.mark.netns
+@needs_netns
+def test_interface_facts(lab: Lab) -> None:
+    _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+    _wait_running(lab.a, "eth0")
+    link = _link_json(lab.a, "eth0")
+    with inside(lab.a):
+        facts = interface_facts("eth0")
+    assert facts.device == "eth0"
+    assert facts.index == link["ifindex"]
+    assert facts.mac == bytes.fromhex(str(link["address"]).replace(":", ""))
+    assert set(facts.addresses) == {A_IP, VIP}
+    assert facts.up and facts.running and facts.usable
+
+
+@pytest.mark.netns
+@needs_netns
+def test_facts_follow_carrier_and_admin_state(lab: Lab) -> None:
+    _ip("-n", lab.b, "link", "set", "eth0", "down")
+    _wait_running(lab.a, "eth0", want=False)
+    with inside(lab.a):
+        facts = interface_facts("eth0")
+    assert facts.up and not facts.running and not facts.usable
+    _ip("-n", lab.a, "link", "set", "eth0", "down")
+    with inside(lab.a):
+        facts = interface_facts("eth0")
+    assert not facts.up and not facts.running
+
+
+@pytest.mark.netns
+@needs_netns
+def test_missing_interface_inside_namespace(lab: Lab) -> None:
+    with inside(lab.a):
+        with pytest.raises(RuntimeFailure, match=r"\[eth7\]"):
+            interface_facts("eth7")
+        # A label is not a device, even when it exists.
+        _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+        with pytest.raises(RuntimeFailure, match="alias label"):
+            interface_facts("eth0:carp0")
+
+
+@pytest.mark.netns
+@needs_netns
+def test_has_address_sees_labelled_addresses(lab: Lab) -> None:
+    with inside(lab.a):
+        assert has_address("eth0", A_IP.ip)
+        assert not has_address("eth0", VIP.ip)
+        assert not has_address("eth0", B_IP.ip)
+    _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+    with inside(lab.a):
+        assert has_address("eth0", VIP.ip)
+        assert not has_address("lo", VIP.ip)
+
+
+@pytest.mark.netns
+@needs_netns
+def test_default_interface(lab: Lab) -> None:
+    _wait_running(lab.a, "eth0")
+    with inside(lab.a):
+        assert default_interface() == "eth0"
+    _ip("-n", lab.b, "link", "set", "eth0", "down")  # A's eth0 loses carrier
+    _wait_running(lab.a, "eth0", want=False)
+    with inside(lab.a):
+        assert default_interface() is None
+
+
+def _ucarp_choice(ns: str) -> str | None:
+    done = subprocess.run(
+        # ucarp logs through stdio: line-buffer it, as the kill loses a full buffer.
+        ["ip", "netns", "exec", ns, "timeout", "0.5", "stdbuf", "-oL", UCARP,
+         "-s", "192.0.2.1", "-v", "1", "-p", "x", "-a", "192.0.2.100"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )
+    found = re.search(r"Using \[(.+?)\] as a network interface", done.stdout)
+    assert found, done.stdout + done.stderr
+    return None if found.group(1) == "any" else found.group(1)
+
+
+@pytest.mark.netns
+@pytest.mark.cucarp
+@needs_netns
+@needs_ucarp
+def test_default_interface_matches_ucarp(lab: Lab) -> None:
+    # More candidates in A, in various states: v1 up without carrier,
+    # v3/v4 up and running (v3 created first, so lower index), eth0 running.
+    _ip("-n", lab.a, "link", "add", "v1", "type", "veth", "peer", "name", "v2")
+    _ip("-n", lab.a, "link", "add", "v3", "type", "veth", "peer", "name", "v4")
+    _ip("-n", lab.a, "link", "set", "v1", "up")
+    checks = 0
+    expected = iter(["eth0", "eth0", "v4|v3", None])
+    for step in (
+        [],
+        ["v3", "v4"],
+        ["-eth0"],
+        ["-v3", "-v4"],
+    ):
+        for name in step:
+            state = "down" if name.startswith("-") else "up"
+            _ip("-n", lab.a, "link", "set", name.lstrip("-"), state)
+        for name in step:
+            if not name.startswith("-"):
+                _wait_running(lab.a, name)
+        with inside(lab.a):
+            ours = default_interface()
+        assert ours == _ucarp_choice(lab.a), step
+        want = next(expected)
+        assert (ours is None) if want is None else re.fullmatch(want, ours or ""), step
+        checks += 1
+    assert checks == 4
+
+
+@pytest.mark.netns
+@pytest.mark.cucarp
+@needs_netns
+@needs_ucarp
+def test_missing_interface_text_matches_ucarp(lab: Lab) -> None:
+    done = subprocess.run(
+        ["ip", "netns", "exec", lab.a, "timeout", "2", UCARP, "-i", "nosuch0",
+         "-s", "192.0.2.1", "-v", "1", "-p", "x", "-a", "192.0.2.100"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )
+    assert done.returncode == 2  # RuntimeFailure's exit status
+    found = re.search(r"\[ERROR\] (Unable to find MAC address of \[nosuch0\])", done.stderr)
+    assert found, done.stderr
+    with inside(lab.a):
+        with pytest.raises(RuntimeFailure) as info:
+            interface_facts("nosuch0")
+    assert str(info.value).startswith(found.group(1))
+
+
+# --------------------------------------------------------------------------
+# Link monitor
+
+
+def wait_event(
+    mon: LinkMonitor, pred: Callable[[MonitorEvent], bool], timeout: float = 3.0
+) -> list[MonitorEvent]:
+    """Read events until one satisfies ``pred``; return everything read."""
+    seen: list[MonitorEvent] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([mon], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            batch = mon.read_events()
+            seen.extend(batch)
+            if any(pred(e) for e in batch):
+                return seen
+    raise AssertionError(f"no matching event; saw {seen}")
+
+
+def _is_link(name: str, **want: bool) -> Callable[[MonitorEvent], bool]:
+    def pred(e: MonitorEvent) -> bool:
+        return isinstance(e, LinkEvent) and e.name == name and all(
+            getattr(e, k) == v for k, v in want.items())
+    return pred
+
+
+@pytest.mark.netns
+@needs_netns
+def test_monitor_reports_carrier_addresses_and_deletion(lab: Lab) -> None:
+    _wait_running(lab.a, "eth0")
+    with inside(lab.a):
+        mon = LinkMonitor()
+        index = socket.if_nametoindex("eth0")
+    try:
+        assert mon.read_events() == []  # nothing queued, and no blocking
+
+        _ip("-n", lab.b, "link", "set", "eth0", "down")
+        wait_event(mon, _is_link("eth0", up=True, running=False, deleted=False))
+
+        _ip("-n", lab.b, "link", "set", "eth0", "up")
+        wait_event(mon, _is_link("eth0", up=True, running=True, deleted=False))
+
+        _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+        added = AddressEvent(index=index, address=VIP, label="eth0:carp0", deleted=False)
+        wait_event(mon, lambda e: e == added)
+
+        _ip("-n", lab.a, "addr", "del", str(VIP), "dev", "eth0")
+        removed = AddressEvent(index=index, address=VIP, label="eth0:carp0", deleted=True)
+        wait_event(mon, lambda e: e == removed)
+
+        _ip("-n", lab.a, "link", "del", "eth0")
+        seen = wait_event(mon, _is_link("eth0", deleted=True))
+        assert any(isinstance(e, LinkEvent) and e.index == index and e.deleted
+                   for e in seen)
+    finally:
+        mon.close()
+
+
+@pytest.mark.netns
+@needs_netns
+def test_monitor_sees_only_its_namespace(lab: Lab) -> None:
+    with inside(lab.a):
+        mon = LinkMonitor()
+    try:
+        _ip("-n", lab.b, "addr", "add", "198.51.100.7/32", "dev", "eth0")
+        _ip("-n", lab.a, "addr", "add", "198.51.100.8/32", "dev", "eth0")
+        seen = wait_event(mon, lambda e: isinstance(e, AddressEvent)
+                          and e.address.ip == IPv4Address("198.51.100.8"))
+        assert not any(isinstance(e, AddressEvent)
+                       and e.address.ip == IPv4Address("198.51.100.7") for e in seen)
+    finally:
+        mon.close()
+
+
+@pytest.mark.netns
+@needs_netns
+def test_monitor_overrun_gives_resync(lab: Lab) -> None:
+    with inside(lab.a):
+        mon = LinkMonitor(rcvbuf=1024)  # the kernel's minimum: overruns at once
+    try:
+        batch = "".join(f"addr add 198.51.100.{i}/32 dev eth0\n" for i in range(1, 201))
+        subprocess.run(["ip", "-n", lab.a, "-batch", "-"], input=batch, text=True,
+                       capture_output=True, timeout=10, check=True)
+        seen = wait_event(mon, lambda e: isinstance(e, Resync))
+        # Still usable afterwards.
+        _ip("-n", lab.a, "addr", "del", "198.51.100.200/32", "dev", "eth0")
+        seen += wait_event(mon, lambda e: isinstance(e, AddressEvent) and e.deleted)
+        assert sum(isinstance(e, Resync) for e in seen) >= 1
+    finally:
+        mon.close()

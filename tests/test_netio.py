@@ -1,0 +1,338 @@
+"""CarpSocket: raw CARP frames on a veth pair between two private namespaces."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+import pytest
+
+from pyucarp.errors import RuntimeFailure
+from pyucarp.netio import CARP_FILTER, CarpSocket, multicast_mac
+
+GROUP = IPv4Address("224.0.0.18")
+A_IP = IPv4Address("192.0.2.1")
+B_IP = IPv4Address("192.0.2.2")
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2",
+)
+
+
+# --------------------------------------------------------------------------
+# A minimal two-namespace lab: A:eth0 <-veth-> B:eth0, 192.0.2.0/24.
+
+
+def _ip(*args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["ip", *args], capture_output=True, text=True, timeout=10, check=False
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the block with this thread in namespace ``ns``.
+
+    Sockets created inside stay in ``ns`` after the block ends.
+    """
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+@dataclass
+class Lab:
+    a: str
+    b: str
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+    names = Lab(a=f"pyu-nio-{tag}-a", b=f"pyu-nio-{tag}-b")
+    created: list[str] = []
+    try:
+        for ns in (names.a, names.b):
+            _ip("netns", "add", ns)
+            created.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", names.a, "link", "add", "eth0", "type", "veth",
+            "peer", "name", "eth0", "netns", names.b)
+        _ip("-n", names.a, "addr", "add", f"{A_IP}/24", "dev", "eth0")
+        _ip("-n", names.b, "addr", "add", f"{B_IP}/24", "dev", "eth0")
+        for ns in (names.a, names.b):
+            _ip("-n", ns, "link", "set", "eth0", "up")
+        yield names
+    finally:
+        for ns in created:
+            _ip("netns", "del", ns, check=False)
+
+
+# --------------------------------------------------------------------------
+# Frames built by hand, independently of the project's codec.
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _ipv4(proto: int, src: IPv4Address, dst: IPv4Address, payload: bytes) -> bytes:
+    head = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0x10, 20 + len(payload), 0x1234, 0x4000, 255,
+        proto, 0, src.packed, dst.packed,
+    )
+    head = head[:10] + struct.pack("!H", _csum(head)) + head[12:]
+    return head + payload
+
+
+def carp_frame(vhid: int, src: IPv4Address, counter: int = 1,
+               dst_mac: bytes = b"\x01\x00\x5e\x00\x00\x12") -> bytes:
+    """A 70-byte CARP advertisement (digest bytes arbitrary)."""
+    carp = struct.pack("!BBBBBBH", 0x21, vhid, 0, 7, 0, 1, 0)
+    carp += counter.to_bytes(8, "big") + secrets.token_bytes(20)
+    carp = carp[:6] + struct.pack("!H", _csum(carp)) + carp[8:]
+    eth = dst_mac + bytes([0, 0, 0x5E, 0, 0, vhid]) + b"\x08\x00"
+    return eth + _ipv4(112, src, GROUP, carp)
+
+
+def udp_frame(src: IPv4Address, dst: IPv4Address) -> bytes:
+    udp = struct.pack("!HHHH", 9999, 9, 12, 0) + b"hiya"
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01\x08\x00" + _ipv4(17, src, dst, udp)
+
+
+def arp_frame(ip: IPv4Address) -> bytes:
+    mac = b"\x02\x00\x00\x00\x00\x01"
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip.packed, mac, ip.packed)
+    return b"\xff" * 6 + mac + b"\x08\x06" + arp
+
+
+def wait_frames(sock: CarpSocket, count: int, timeout: float = 2.0) -> list[bytes]:
+    """Collect frames until ``count`` arrived or ``timeout`` passed."""
+    frames: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([sock], [], [], left)
+        if ready:
+            frames.extend(sock.recv_frames())
+    return frames
+
+
+def open_carp(ns: str, *, nomcast: bool = False, src: IPv4Address = A_IP) -> CarpSocket:
+    with inside(ns):
+        return CarpSocket("eth0", srcip=src, group=GROUP, nomcast=nomcast)
+
+
+# --------------------------------------------------------------------------
+# Tests without privileges
+
+
+def test_multicast_mac() -> None:
+    assert multicast_mac(GROUP) == bytes.fromhex("01005e000012")
+    # Only the low 23 bits are mapped.
+    assert multicast_mac(IPv4Address("239.129.2.3")) == bytes.fromhex("01005e010203")
+
+
+def test_filter_program_is_six_instructions_ending_in_drop() -> None:
+    assert len(CARP_FILTER) == 6 * 8
+    code, _jt, _jf, k = struct.unpack("=HBBI", CARP_FILTER[-8:])
+    assert (code, k) == (0x06, 0)
+    # The protocol test compares against 112 at IP header byte 9.
+    assert struct.unpack("=HBBI", CARP_FILTER[16:24])[3] == 23
+    assert struct.unpack("=HBBI", CARP_FILTER[24:32])[3] == 112
+
+
+def test_missing_device_is_a_runtime_failure() -> None:
+    with pytest.raises(RuntimeFailure, match=r"\[nosuch0\]"):
+        CarpSocket("nosuch0", srcip=A_IP, group=GROUP, nomcast=False)
+
+
+# --------------------------------------------------------------------------
+# Namespace tests
+
+
+@pytest.mark.netns
+@needs_netns
+def test_frame_crosses_with_exact_bytes_and_is_not_echoed(lab: Lab) -> None:
+    with open_carp(lab.a) as sa, open_carp(lab.b, src=B_IP) as sb:
+        frame = carp_frame(42, A_IP)
+        assert len(frame) == 70
+        sent_at = time.monotonic()
+        sa.send(frame)
+        got = wait_frames(sb, 1)
+        # Delivered as it arrives, not in capture batches.
+        assert time.monotonic() - sent_at < 0.5
+        assert got == [frame]
+
+        reply = carp_frame(7, B_IP, counter=2)
+        sb.send(reply)
+        # A hears B's frame, and never its own.
+        assert wait_frames(sa, 2, timeout=0.5) == [reply]
+        assert sb.recv_frames() == []
+
+
+@pytest.mark.netns
+@needs_netns
+def test_second_socket_on_sender_does_not_see_outgoing(lab: Lab) -> None:
+    with open_carp(lab.a) as sa, open_carp(lab.a) as watcher, open_carp(lab.b) as sb:
+        sa.send(carp_frame(1, A_IP))
+        assert len(wait_frames(sb, 1)) == 1
+        assert wait_frames(watcher, 1, timeout=0.3) == []
+
+
+@pytest.mark.netns
+@needs_netns
+def test_filter_drops_non_carp(lab: Lab) -> None:
+    # An unfiltered observer on B proves the other frames did arrive.
+    with inside(lab.b):
+        spy = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        spy.bind(("eth0", 0x0003))
+    spy.settimeout(0.5)
+    try:
+        with open_carp(lab.a) as sa, open_carp(lab.b, src=B_IP) as sb:
+            with inside(lab.a):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram:
+                    dgram.sendto(b"not carp", (str(B_IP), 9))
+            sa.send(udp_frame(A_IP, B_IP))
+            sa.send(arp_frame(A_IP))
+            marker = carp_frame(99, A_IP)
+            sa.send(marker)
+            # Only the CARP frame comes through, though it was sent last.
+            assert wait_frames(sb, 1) == [marker]
+            assert wait_frames(sb, 1, timeout=0.3) == []
+
+        # The UDP datagrams and the ARP frame did reach B's interface.
+        udp = arp = False
+        deadline = time.monotonic() + 2
+        while not (udp and arp) and time.monotonic() < deadline:
+            try:
+                f = spy.recv(65536)
+            except socket.timeout:
+                break
+            udp = udp or (f[12:14] == b"\x08\x00" and f[23] == 17)
+            arp = arp or f[12:14] == b"\x08\x06"
+        assert udp and arp
+    finally:
+        spy.close()
+
+
+@pytest.mark.netns
+@needs_netns
+def test_broadcast_destination_is_received(lab: Lab) -> None:
+    with open_carp(lab.a, nomcast=True) as sa, open_carp(lab.b, nomcast=True) as sb:
+        frame = carp_frame(5, A_IP, dst_mac=b"\xff" * 6)
+        sa.send(frame)
+        assert wait_frames(sb, 1) == [frame]
+
+
+def _maddr(ns: str) -> str:
+    return _ip("-n", ns, "maddr", "show", "dev", "eth0")
+
+
+@pytest.mark.netns
+@needs_netns
+def test_multicast_membership_follows_the_socket(lab: Lab) -> None:
+    assert "01:00:5e:00:00:12" not in _maddr(lab.a)
+    sa = open_carp(lab.a)
+    try:
+        listing = _maddr(lab.a)
+        assert "01:00:5e:00:00:12" in listing
+        assert "224.0.0.18" in listing
+    finally:
+        sa.close()
+    assert sa.closed
+    listing = _maddr(lab.a)
+    assert "01:00:5e:00:00:12" not in listing
+    assert "224.0.0.18" not in listing
+
+
+@pytest.mark.netns
+@needs_netns
+def test_nomcast_joins_nothing(lab: Lab) -> None:
+    with open_carp(lab.a, nomcast=True):
+        listing = _maddr(lab.a)
+        assert "01:00:5e:00:00:12" not in listing
+        assert "224.0.0.18" not in listing
+
+
+@pytest.mark.netns
+@needs_netns
+def test_join_works_without_an_address(lab: Lab) -> None:
+    # ucarp's IP_ADD_MEMBERSHIP names the interface by srcip and fails
+    # ("No such device") when that address is not configured yet.
+    _ip("-n", lab.a, "addr", "flush", "dev", "eth0")
+    with open_carp(lab.a):
+        assert "224.0.0.18" in _maddr(lab.a)
+
+
+@pytest.mark.netns
+@needs_netns
+def test_send_failure_raises_oserror(lab: Lab) -> None:
+    with open_carp(lab.a) as sa:
+        with pytest.raises(OSError):
+            sa.send(carp_frame(1, A_IP) + b"\0" * 4000)  # beyond the MTU
+
+
+@pytest.mark.netns
+@needs_netns
+def test_link_down_and_up_keeps_the_socket_usable(lab: Lab) -> None:
+    with open_carp(lab.a) as sa, open_carp(lab.b, src=B_IP) as sb:
+        _ip("-n", lab.b, "link", "set", "eth0", "down")
+        # The kernel's one-off ENETDOWN is not an error for the caller.
+        wait_frames(sb, 1, timeout=0.2)
+        assert sb.recv_frames() == []
+        _ip("-n", lab.b, "link", "set", "eth0", "up")
+        frame = carp_frame(3, A_IP)
+        deadline = time.monotonic() + 3
+        got: list[bytes] = []
+        while not got and time.monotonic() < deadline:
+            sa.send(frame)  # carrier takes a moment to return
+            got = wait_frames(sb, 1, timeout=0.2)
+        assert got == [frame]
+
+
+@pytest.mark.netns
+@needs_netns
+def test_device_only_in_another_namespace_is_missing(lab: Lab) -> None:
+    with inside(lab.a):
+        with pytest.raises(RuntimeFailure, match=r"\[veth-nope\]"):
+            CarpSocket("veth-nope", srcip=A_IP, group=GROUP, nomcast=False)
