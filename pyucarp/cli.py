@@ -73,7 +73,7 @@ def _start(config: Config, log: UcarpLog) -> int:
     from .scripts import ScriptRunner
 
     facts = interface_facts(config.device)
-    if not any(addr == config.srcip for addr in facts.addresses):
+    if not any(addr.ip == config.srcip for addr in facts.addresses):
         raise ConfigError(
             f"Source address [{config.srcip}] is not configured on interface [{config.device}]"
         )
@@ -114,7 +114,7 @@ def _start(config: Config, log: UcarpLog) -> int:
 
 def _daemonize(log: UcarpLog, keep: list[int]) -> None:
     """-B: detach with python-daemon; the console goes quiet, syslog stays."""
-    import daemon as python_daemon
+    import daemon as python_daemon  # type: ignore[import-untyped]
 
     context = python_daemon.DaemonContext(
         files_preserve=keep,

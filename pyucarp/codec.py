@@ -23,11 +23,22 @@ covered (ucarp's ``carp_hmac_prepare``/``carp_hmac_generate``).
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Any, Callable
+
+# The builtin SHA-1 and constant-time comparison keep OpenSSL (hashlib, hmac) out of the
+# daemon: loading libcrypto costs ~4 MiB of resident memory per instance.
+import importlib
+
+try:
+    _sha1_new: Any = importlib.import_module("_sha1").sha1
+except ImportError:  # pragma: no cover - CPython builds without the builtin module
+    _sha1_new = importlib.import_module("hashlib").sha1
+compare_digest: Callable[[bytes, bytes], bool] = importlib.import_module(
+    "_operator"
+)._compare_digest
 
 ETH_HEADER_LEN = 14
 IP_HEADER_LEN = 20
@@ -80,23 +91,35 @@ def carp_digest(password: bytes, vhid: int, vip: IPv4Address, counter: int) -> b
     return _digest_base(password, vhid, vip).digest_for(counter)
 
 
+_SHA1_BLOCK = 64
+
+
 class _DigestBase:
-    """The HMAC state after the fixed prefix, copied for each counter (as ucarp precomputes)."""
+    """HMAC-SHA1 (RFC 2104) with the inner hash primed with the fixed prefix, as ucarp's
+    ``carp_hmac_prepare`` precomputes it; each counter costs two hash copies."""
 
-    __slots__ = ("_mac",)
+    __slots__ = ("_inner", "_outer")
 
-    def __init__(self, mac: hmac.HMAC) -> None:
-        self._mac = mac
+    def __init__(self, key: bytes, prefix: bytes) -> None:
+        if len(key) > _SHA1_BLOCK:
+            key = _sha1_new(key).digest()
+        key = key.ljust(_SHA1_BLOCK, b"\x00")
+        self._inner: Any = _sha1_new(bytes(b ^ 0x36 for b in key))
+        self._inner.update(prefix)
+        self._outer: Any = _sha1_new(bytes(b ^ 0x5C for b in key))
 
     def digest_for(self, counter: int) -> bytes:
-        mac = self._mac.copy()
-        mac.update(counter.to_bytes(8, "big"))
-        return mac.digest()
+        inner = self._inner.copy()
+        inner.update(counter.to_bytes(8, "big"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
 
 
 def _digest_base(password: bytes, vhid: int, vip: IPv4Address) -> _DigestBase:
     prefix = bytes([CARP_VERSION, CARP_ADVERTISEMENT, vhid & 0xFF]) + vip.packed
-    return _DigestBase(hmac.new(password, prefix, hashlib.sha1))
+    return _DigestBase(password, prefix)
 
 
 def gratuitous_arp(mac: bytes, vip: IPv4Address) -> bytes:
@@ -293,7 +316,7 @@ class AdvertCodec:
         if not parsed.checksum_ok:
             return Dropped(DropReason.BAD_CHECKSUM, "Bad IP checksum")
         expected = self.digest(parsed.counter)
-        if not hmac.compare_digest(expected, parsed.digest):
+        if not compare_digest(expected, parsed.digest):
             return Dropped(
                 DropReason.BAD_DIGEST,
                 f"Bad digest - md2=[{expected[:4].hex()}...] md=[{parsed.digest[:4].hex()}...]"

@@ -230,9 +230,9 @@ class Daemon:
                 self._refresh_facts(now)
 
     def _address_event(self, now: float, event: AddressEvent) -> None:
-        if event.index != self.facts.index or event.address != self.config.addr:
+        if event.index != self.facts.index or event.address.ip != self.config.addr:
             return
-        if event.removed and self.machine.state is State.MASTER:
+        if event.deleted and self.machine.state is State.MASTER:
             self.log.warning(
                 f"Virtual address [{self.config.addr_text}] was removed from "
                 f"[{self.config.device}] while MASTER: running the upscript again"
@@ -417,7 +417,7 @@ class Daemon:
         if self._exit_code == 0 and self.config.shutdown:
             # -z: the downscript must have run before we go (ucarp runs it inline).
             self.runner.drain(time.monotonic() + SCRIPT_DRAIN_SECONDS)
-        self.log.flush(self.clock(), force=True)
+        self.log.flush(self.clock())
         self.sock.close()
         if self.monitor is not None:
             self.monitor.close()

@@ -14,19 +14,17 @@ and calls :meth:`CarpSocket.recv_frames` when it is readable.
 
 from __future__ import annotations
 
-import ctypes
+import array
 import errno
 import socket
 import struct
 from ipaddress import IPv4Address
 from types import TracebackType
 
+from pyucarp.codec import IPPROTO_CARP, multicast_mac
 from pyucarp.errors import RuntimeFailure
 
 __all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "multicast_mac"]
-
-IPPROTO_CARP = 112
-"""The IP protocol number CARP shares with VRRP."""
 
 # Linux constants Python 3.10/3.11 does not export (linux/if_ether.h,
 # asm-generic/socket.h, linux/if_packet.h).
@@ -70,20 +68,16 @@ CARP_FILTER: bytes = b"".join(
 accept IPv4 frames whose IP protocol is 112, drop everything else."""
 
 
-def multicast_mac(group: IPv4Address) -> bytes:
-    """The Ethernet address of an IPv4 multicast group: 01:00:5e + its low 23 bits."""
-    low23 = int(group) & 0x7FFFFF
-    return b"\x01\x00\x5e" + low23.to_bytes(3, "big")
-
-
 def _attach_filter(sock: socket.socket, program: bytes) -> None:
     """Attach a classic BPF program (SO_ATTACH_FILTER with a struct sock_fprog)."""
     count = len(program) // 8
-    buf = ctypes.create_string_buffer(program, len(program))
+    # An array gives the program a stable address without loading ctypes (memory).
+    buf = array.array("B", program)
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }:
     # native alignment puts the pointer where the kernel expects it.
-    fprog = struct.pack("HP", count, ctypes.addressof(buf))
+    fprog = struct.pack("HP", count, buf.buffer_info()[0])
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    del buf  # the kernel copied the program during setsockopt
 
 
 def _grow_rcvbuf(sock: socket.socket, size: int) -> None:

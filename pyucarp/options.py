@@ -278,8 +278,8 @@ def _read_passfile(path: str) -> bytes:
     """The first line of ``path`` without its line end, with ucarp's error texts.
 
     ucarp reads one line with fgets and cuts it at the newline; as a C string it also ends
-    at a NUL byte. A trailing carriage return is dropped too, so a file written with CRLF
-    line ends gives the password one sees in an editor.
+    at a NUL byte. A carriage return before the newline stays in the key, as in ucarp:
+    a mixed cluster sharing one CRLF file must compute the same HMAC on every node.
     """
     try:
         with open(path, "rb") as handle:
@@ -292,8 +292,7 @@ def _read_passfile(path: str) -> bytes:
         ) from None
     if not line:
         raise ConfigError(f"error reading passfile {path}: unexpected end of file")
-    line = line.split(b"\n", 1)[0].split(b"\0", 1)[0]
-    return line[:-1] if line.endswith(b"\r") else line
+    return line.split(b"\n", 1)[0].split(b"\0", 1)[0]
 
 
 @dataclass

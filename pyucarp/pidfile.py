@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
+from .atomic import atomic_write
 from .errors import ConfigError
 
 
@@ -44,13 +44,7 @@ class PidFile:
 
     def write(self) -> None:
         """Write our pid atomically (a reader sees the old file or the whole new one)."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pid-", dir=directory)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, f"{os.getpid()}\n".encode())
         self._written_pid = os.getpid()
 
     def remove(self) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
+from .atomic import atomic_write
 from .config import Config
 
 DEFAULT_STATEDIR = "/run/pyucarp"
@@ -32,21 +32,7 @@ class StateFile:
 
     def write(self, snapshot: dict[str, Any]) -> None:
         """Replace the file atomically: readers never see half a document."""
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(snapshot, handle, indent=1, sort_keys=True)
-                handle.write("\n")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(self.path, (json.dumps(snapshot, indent=1, sort_keys=True) + "\n").encode())
 
     def remove(self) -> None:
         """Forget the instance (it stopped)."""

@@ -1,0 +1,271 @@
+"""Logging the way ucarp logs: syslog plus, in the foreground, a timestamped console.
+
+What is copied from ucarp 1.5.2 (reference §6, checked against /usr/sbin/ucarp):
+
+* every line carries a level prefix such as ``[WARNING] ``, in syslog as well as on the
+  console;
+* syslog: ``openlog("ucarp", LOG_PID, facility)``, the facility named by ``-f`` (case
+  does not matter), ``-f none`` switches syslog off, an unknown name is reported as
+  ``[ERROR] Unknown syslog facility: [name]`` and the default, daemon, stays in use;
+* console, while not daemonized: ``YYYY-MM-DDTHH:MM:SS.uuuuuu: [LEVEL] message`` in
+  local time, WARNING and ERROR on stderr, everything else on stdout;
+* DEBUG lines only with ``-D``.
+
+Where pyucarp does better: every console line is flushed at once (ucarp leaves stdout
+block-buffered when it is not a terminal, so its INFO lines are lost when it is killed),
+and repeated warnings can be rate-limited (:meth:`UcarpLog.limited`) so a flood of bad
+packets cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import sys
+import syslog
+from dataclasses import dataclass
+from typing import TextIO
+
+# glibc's facility table (<sys/syslog.h> ``facilitynames``), which ucarp searches with
+# strcasecmp.  "mark" is syslog's internal facility 24; "security" is an old alias of auth.
+_FACILITIES: dict[str, int] = {
+    "auth": syslog.LOG_AUTH,
+    "authpriv": syslog.LOG_AUTHPRIV,
+    "cron": syslog.LOG_CRON,
+    "daemon": syslog.LOG_DAEMON,
+    "ftp": 11 << 3,
+    "kern": syslog.LOG_KERN,
+    "lpr": syslog.LOG_LPR,
+    "mail": syslog.LOG_MAIL,
+    "mark": 24 << 3,
+    "news": syslog.LOG_NEWS,
+    "security": syslog.LOG_AUTH,
+    "syslog": syslog.LOG_SYSLOG,
+    "user": syslog.LOG_USER,
+    "uucp": syslog.LOG_UUCP,
+    "local0": syslog.LOG_LOCAL0,
+    "local1": syslog.LOG_LOCAL1,
+    "local2": syslog.LOG_LOCAL2,
+    "local3": syslog.LOG_LOCAL3,
+    "local4": syslog.LOG_LOCAL4,
+    "local5": syslog.LOG_LOCAL5,
+    "local6": syslog.LOG_LOCAL6,
+    "local7": syslog.LOG_LOCAL7,
+}
+
+DEFAULT_FACILITY = "daemon"
+NO_SYSLOG = "none"
+
+
+class Level(enum.Enum):
+    """A log level: its syslog priority and the prefix ucarp writes before the message."""
+
+    DEBUG = (syslog.LOG_DEBUG, "[DEBUG] ")
+    INFO = (syslog.LOG_INFO, "[INFO] ")
+    NOTICE = (syslog.LOG_NOTICE, "[NOTICE] ")
+    WARNING = (syslog.LOG_WARNING, "[WARNING] ")
+    ERROR = (syslog.LOG_ERR, "[ERROR] ")
+
+    def __init__(self, priority: int, prefix: str) -> None:
+        self.priority = priority
+        self.prefix = prefix
+
+    @property
+    def on_stderr(self) -> bool:
+        """True for the levels ucarp prints on stderr (WARNING and ERROR)."""
+        return self in (Level.WARNING, Level.ERROR)
+
+
+def facility_code(name: str) -> int | None:
+    """The syslog facility for a ``-f`` name (any case), or None if ucarp does not know it."""
+    return _FACILITIES.get(name.lower())
+
+
+def console_line(level: Level, message: str, when: datetime.datetime) -> str:
+    """One console line in ucarp's format, newline included."""
+    # ucarp: "%Y-%m-%dT%H:%M:%S" of localtime(), then ".%06ld" microseconds, then ": ".
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond:06d}: {level.prefix}{message}\n"
+
+
+def _syslog_safe(text: str) -> str:
+    # syslog(3) stops at a NUL and Python refuses one; text that came from the command
+    # line may carry undecodable bytes as surrogates, which cannot be encoded strictly.
+    text = text.replace("\0", "\\0")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@dataclass
+class _Window:
+    """Rate-limit bookkeeping for one key."""
+
+    start: float
+    level: Level
+    logged: int = 0
+    suppressed: int = 0
+
+
+class UcarpLog:
+    """The daemon's logger: syslog and console, ucarp's formats, never raises."""
+
+    def __init__(
+        self,
+        *,
+        facility: str = DEFAULT_FACILITY,
+        debug: bool = False,
+        console: bool = True,
+        ident: str = "ucarp",
+        syslog_enabled: bool = True,
+        burst: int = 5,
+        window: float = 10.0,
+    ) -> None:
+        """Open syslog (unless disabled or ``facility`` is ``none``) and start logging.
+
+        ``burst`` and ``window`` configure :meth:`limited`: at most ``burst`` lines per key
+        in each ``window`` seconds.
+        """
+        if burst < 1 or window <= 0:
+            raise ValueError("burst must be >= 1 and window > 0")
+        self.debug_enabled = debug
+        self.burst = burst
+        self.window = window
+        self._console = console
+        self._windows: dict[str, _Window] = {}
+        self._facility: int | None = None
+
+        unknown = False
+        if syslog_enabled and facility.lower() != NO_SYSLOG:
+            code = facility_code(facility)
+            if code is None:
+                unknown = True
+                code = _FACILITIES[DEFAULT_FACILITY]
+            self._facility = code
+            try:
+                syslog.openlog(ident, syslog.LOG_PID, code)
+            except (OSError, ValueError):
+                self._facility = None
+        if unknown:
+            # ucarp's own words (its -f handler), then it carries on with daemon.
+            self.error(f"Unknown syslog facility: [{facility}]")
+
+    @property
+    def syslog_facility(self) -> int | None:
+        """The facility in use, or None when nothing goes to syslog."""
+        return self._facility
+
+    @property
+    def console(self) -> bool:
+        """Whether lines are also written to stdout/stderr."""
+        return self._console
+
+    def set_console(self, on: bool) -> None:
+        """Turn console output on or off (off once daemonized, as ucarp's ``-B``)."""
+        self._console = on
+
+    def close(self) -> None:
+        """Close the syslog connection; later lines reopen it."""
+        if self._facility is not None:
+            syslog.closelog()
+
+    def wants(self, level: Level) -> bool:
+        """False for DEBUG unless debugging is on: callers may skip building the text."""
+        return level is not Level.DEBUG or self.debug_enabled
+
+    def log(self, level: Level, message: str) -> None:
+        """Send one line to syslog and, in the foreground, the console."""
+        if not self.wants(level):
+            return
+        if self._facility is not None:
+            try:
+                syslog.syslog(level.priority, _syslog_safe(level.prefix + message))
+            except (OSError, ValueError):
+                pass  # logging must never take the daemon down
+        if self._console:
+            self._write_console(level, message)
+
+    def _write_console(self, level: Level, message: str) -> None:
+        stream: TextIO | None = sys.stderr if level.on_stderr else sys.stdout
+        if stream is None:
+            return
+        line = console_line(level, message, datetime.datetime.now())
+        try:
+            try:
+                stream.write(line)
+            except UnicodeEncodeError:
+                encoding = getattr(stream, "encoding", None) or "utf-8"
+                stream.write(line.encode(encoding, "backslashreplace").decode(encoding))
+            # One flush per line: stdout and stderr stay in time order and nothing is
+            # lost when the process is killed (ucarp block-buffers stdout).
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # closed or broken console (e.g. after daemonizing)
+
+    def debug(self, message: str) -> None:
+        """Log at DEBUG (shown only with ``-D``)."""
+        self.log(Level.DEBUG, message)
+
+    def info(self, message: str) -> None:
+        """Log at INFO."""
+        self.log(Level.INFO, message)
+
+    def notice(self, message: str) -> None:
+        """Log at NOTICE."""
+        self.log(Level.NOTICE, message)
+
+    def warning(self, message: str) -> None:
+        """Log at WARNING."""
+        self.log(Level.WARNING, message)
+
+    def error(self, message: str) -> None:
+        """Log at ERROR."""
+        self.log(Level.ERROR, message)
+
+    # -- rate limiting ---------------------------------------------------------------
+
+    def limited(self, key: str, level: Level, message: str, now: float) -> None:
+        """Log ``message`` unless ``key`` already logged ``burst`` lines in this window.
+
+        A window opens with the first line of a key and lasts ``window`` seconds.  When a
+        window that suppressed lines is over, one summary line reports how many (written
+        by the next line of that key or by :meth:`flush`).  ``now`` is the caller's
+        monotonic clock.
+        """
+        if not self.wants(level):
+            return
+        win = self._windows.get(key)
+        if win is not None and now >= win.start + self.window:
+            self._close_window(key, win)
+            win = None
+        if win is None:
+            win = _Window(start=now, level=level)
+            self._windows[key] = win
+        win.level = level
+        if win.logged < self.burst:
+            win.logged += 1
+            self.log(level, message)
+        else:
+            win.suppressed += 1
+
+    def flush(self, now: float) -> None:
+        """Close every window that is over, writing the summaries that are due."""
+        for key, win in list(self._windows.items()):
+            if now >= win.start + self.window:
+                self._close_window(key, win)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`flush` next has a summary to write, or None."""
+        due = [w.start + self.window for w in self._windows.values() if w.suppressed]
+        return min(due) if due else None
+
+    def suppressed(self, key: str) -> int:
+        """How many lines of ``key`` the current window has held back so far."""
+        win = self._windows.get(key)
+        return win.suppressed if win is not None else 0
+
+    def _close_window(self, key: str, win: _Window) -> None:
+        del self._windows[key]
+        if win.suppressed:
+            self.log(
+                win.level,
+                f'{win.suppressed} more "{key}" messages suppressed'
+                f" in the last {self.window:g} s",
+            )
