@@ -143,6 +143,7 @@ class DropReason(enum.Enum):
     OTHER_GROUP = "other group"
     BAD_CHECKSUM = "bad checksum"
     BAD_DIGEST = "bad digest"
+    REPLAY = "replayed advertisement"  # pyucarp only: see replay.py
 
 
 @dataclass(frozen=True)

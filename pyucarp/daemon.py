@@ -35,10 +35,12 @@ from .machine import (
     StateChanged,
 )
 from .netio import CarpSocket
+from .replay import ReplayGuard
 from .scripts import ScriptResult, ScriptRunner
-from .statefile import StateFile
+from .statefile import CONTROL_SIGNAL, StateFile
 
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+STATE_REFRESH_SECONDS = 5.0  # counters reach the state file at most this late
 SCRIPT_DRAIN_SECONDS = 30.0  # how long a graceful exit waits for the downscript
 
 _SEVERITY_LEVEL = {
@@ -56,6 +58,7 @@ _WARNED_DROPS = {
     DropReason.BAD_VERSION,
     DropReason.BAD_CHECKSUM,
     DropReason.BAD_DIGEST,
+    DropReason.REPLAY,
 }
 
 
@@ -113,11 +116,14 @@ class Daemon:
             random64=lambda: self._rng.getrandbits(64),
         )
         self.stats = Statistics()
+        self.replay = ReplayGuard()
         self.statefile = StateFile.for_config(config)
         self._signals: list[int] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector = selectors.DefaultSelector()
         self._exit_code: int | None = None
+        self._state_refresh_at = 0.0
+        self._last_snapshot: dict[str, object] | None = None
         self._exit_signal: int | None = None
 
     # ------------------------------------------------------------------ running
@@ -133,6 +139,8 @@ class Daemon:
         if not self.config.ignoreifstate and not self.facts.running:
             self.machine.link_up = False
         self._apply(now, self.machine.start(now))
+        self._read_maintenance(now)
+        self._write_state(now)
         try:
             while self._exit_code is None:
                 self._step()
@@ -169,6 +177,8 @@ class Daemon:
         self._reap_scripts(now)
         self._apply(now, self.machine.handle_timer(now))
         self.log.flush(now)
+        if now >= self._state_refresh_at:
+            self._write_state(now)
 
     def _timeout(self, now: float) -> float | None:
         deadlines = [
@@ -177,6 +187,7 @@ class Daemon:
                 self.machine.next_wakeup(),
                 self.runner.next_deadline(),
                 self.log.next_deadline(),
+                self._state_refresh_at,
             )
             if d is not None
         ]
@@ -195,6 +206,16 @@ class Daemon:
         for frame in frames:
             result = self.codec.decode(frame)
             if isinstance(result, Advert):
+                if self.replay.seen(result.src, result.counter):
+                    self._dropped(
+                        now,
+                        Dropped(
+                            DropReason.REPLAY,
+                            f"Replayed advertisement from [{result.src}] ignored"
+                            f" (counter {result.counter:016x} seen before)",
+                        ),
+                    )
+                    continue
                 self.stats.adverts_received += 1
                 self._apply(now, self.machine.advert_received(now, result))
             else:
@@ -283,7 +304,7 @@ class Daemon:
     def _install_signals(self) -> None:
         os.set_blocking(self._wake_w, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        handled = [signal.SIGUSR1, signal.SIGUSR2, *EXIT_SIGNALS]
+        handled = [signal.SIGUSR1, signal.SIGUSR2, CONTROL_SIGNAL, *EXIT_SIGNALS]
         for signum in handled:
             signal.signal(signum, self._on_signal)
 
@@ -308,6 +329,8 @@ class Daemon:
                 )
             elif signum == signal.SIGUSR2:
                 self._apply(now, self.machine.demote(now))
+            elif signum == CONTROL_SIGNAL:
+                self._read_maintenance(now)
             elif signum in EXIT_SIGNALS:
                 if self.config.shutdown:
                     self._apply(now, self.machine.shutdown(now))
@@ -364,12 +387,24 @@ class Daemon:
             argv.append(self.config.xparam)
         self.runner.submit(action.kind, argv, now)
 
+    def _read_maintenance(self, now: float) -> None:
+        wanted = self.statefile.maintenance_requested()
+        self._apply(now, self.machine.set_maintenance(now, wanted))
+        self._write_state(now)
+
     def _write_state(self, now: float) -> None:
-        if self.statefile is not None:
-            try:
-                self.statefile.write(self.snapshot(now))
-            except OSError as exc:
-                self.log.limited("statefile", Level.ERROR, f"State file: {exc}", now)
+        """Write the state file if anything in it changed (and re-arm the refresh)."""
+        self._state_refresh_at = now + STATE_REFRESH_SECONDS
+        snapshot = self.snapshot(now)
+        comparable = {k: v for k, v in snapshot.items() if k != "updated"}
+        if comparable == self._last_snapshot:
+            return
+        try:
+            self.statefile.write(snapshot)
+        except OSError as exc:
+            self.log.limited("statefile", Level.ERROR, f"State file: {exc}", now)
+            return
+        self._last_snapshot = comparable
 
     def snapshot(self, now: float) -> dict[str, object]:
         """Everything an admin wants to know about this instance, JSON-ready."""
@@ -386,6 +421,7 @@ class Daemon:
             "advskew": m.advskew,
             "state": m.state.value,
             "since": round(time.time() - (now - m.since), 3),
+            "updated": round(time.time(), 3),
             "transitions": m.transitions,
             "master": None
             if master is None
@@ -400,6 +436,7 @@ class Daemon:
             "adverts_received": self.stats.adverts_received,
             "send_errors": self.stats.send_errors,
             "dropped": dict(self.stats.dropped),
+            "replay_window": len(self.replay),
             "last_script": None
             if last is None
             else {
@@ -424,5 +461,4 @@ class Daemon:
         signal.set_wakeup_fd(-1)
         os.close(self._wake_r)
         os.close(self._wake_w)
-        if self.statefile is not None:
-            self.statefile.remove()
+        self.statefile.remove()

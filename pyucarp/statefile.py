@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
 
 from .atomic import atomic_write
 from .config import Config
 
 DEFAULT_STATEDIR = "/run/pyucarp"
+# `pyucarp demote/promote` write or remove the maintenance flag, then send this signal so
+# the daemon re-reads it at once (SIGUSR2 keeps ucarp's meaning: a 3 s demotion).
+CONTROL_SIGNAL = signal.SIGRTMIN + 1
 
 
 def instance_name(config: Config) -> str:
@@ -24,11 +28,19 @@ class StateFile:
         self.path = path
 
     @classmethod
-    def for_config(cls, config: Config) -> StateFile | None:
-        """The state file of an instance, or None when no state directory is set."""
-        if not config.statedir:
-            return None
-        return cls(os.path.join(config.statedir, instance_name(config) + ".json"))
+    def for_config(cls, config: Config) -> StateFile:
+        """The state file of an instance (in --statedir, else /run/pyucarp)."""
+        statedir = config.statedir or DEFAULT_STATEDIR
+        return cls(os.path.join(statedir, instance_name(config) + ".json"))
+
+    @property
+    def maintenance_flag(self) -> str:
+        """The file whose presence keeps the instance in maintenance (BACKUP)."""
+        return self.path[: -len(".json")] + ".maintenance"
+
+    def maintenance_requested(self) -> bool:
+        """True while the maintenance flag exists: it survives daemon restarts."""
+        return os.path.exists(self.maintenance_flag)
 
     def write(self, snapshot: dict[str, Any]) -> None:
         """Replace the file atomically: readers never see half a document."""
