@@ -99,7 +99,7 @@ def _start(config: Config, log: UcarpLog) -> int:
             sock=sock,
             monitor=monitor,
             facts=facts,
-            runner=ScriptRunner(log),
+            runner=ScriptRunner(log, timeout=config.script_timeout),
         )
         status = daemon.run()
     finally:

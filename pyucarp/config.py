@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 DEFAULT_GROUP = IPv4Address("224.0.0.18")
+DEFAULT_SCRIPT_TIMEOUT = 60.0  # seconds before a hung up/down script is killed
 MAX_PASSWORD_BYTES = 19  # ucarp keeps the key in 20 bytes, NUL included
 
 
@@ -39,6 +40,7 @@ class Config:
     xparam: str | None = None
     pidfile: str | None = None
     statedir: str | None = None
+    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
 
     @property
     def device(self) -> str:

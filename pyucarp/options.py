@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pyucarp import __version__
-from pyucarp.config import DEFAULT_GROUP, MAX_PASSWORD_BYTES, Config
+from pyucarp.config import DEFAULT_GROUP, DEFAULT_SCRIPT_TIMEOUT, MAX_PASSWORD_BYTES, Config
 from pyucarp.errors import ConfigError
 
 __all__ = [
@@ -71,7 +71,8 @@ ucarp --interface=eth0 --srcip=10.1.1.1 --vhid=1 --pass=mypassword \\
 
 pyucarp extensions:
 --pidfile=<file>: write the daemon's pid to <file>
---statedir=<dir>: directory for the JSON state file
+--statedir=<dir>: directory for the JSON state file (default /run/pyucarp)
+--script-timeout=<seconds>: kill an up/down script still running after this (default 60)
 """
 """The ``--help`` text: ucarp's, with pyucarp's name and version and its two extra options."""
 
@@ -146,6 +147,7 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("xparam", "x", True),
     _Option("pidfile", None, True),
     _Option("statedir", None, True),
+    _Option("script-timeout", None, True),
 )
 _BY_SHORT = {opt.short: opt for opt in _OPTIONS if opt.short is not None}
 _BY_LONG = {opt.long: opt for opt in _OPTIONS}
@@ -323,6 +325,7 @@ class _Draft:
     xparam: str | None = None
     pidfile: str | None = None
     statedir: str | None = None
+    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
 
 
 _FLAGS = frozenset(
@@ -371,6 +374,14 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
         if not value:
             raise ConfigError(f"--{name} needs a non-empty path")
         setattr(draft, name, value)
+    elif name == "script-timeout":
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 86400:
+            raise ConfigError(f"Invalid script timeout: [{value}] (seconds, 0 < t <= 86400)")
+        draft.script_timeout = seconds
     else:  # pragma: no cover - every option with a value is handled above
         raise AssertionError(name)
 
@@ -423,6 +434,7 @@ def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Confi
         xparam=draft.xparam,
         pidfile=draft.pidfile,
         statedir=draft.statedir,
+        script_timeout=draft.script_timeout,
     )
 
 

@@ -395,12 +395,13 @@ _SAMPLE_VALUES = {"interface": "eth0", "srcip": "192.0.2.1", "mcast": "224.0.0.1
                   "vhid": "1", "pass": "pw", "passfile": "", "addr": "192.0.2.50",
                   "advbase": "1", "advskew": "0", "upscript": "/x", "downscript": "/y",
                   "deadratio": "3", "facility": "daemon", "xparam": "v",
-                  "pidfile": "/run/x.pid", "statedir": "/tmp/x"}
+                  "pidfile": "/run/x.pid", "statedir": "/tmp/x",
+                  "script-timeout": "5"}
 
 
 def test_every_documented_option_is_accepted(files: dict[str, str]) -> None:
-    documented = re.findall(r"^--(\w+)(=<\w+>)?(?: \(-(\w)[ )])?", USAGE, re.MULTILINE)
-    assert len(documented) == 24
+    documented = re.findall(r"^--([\w-]+)(=<\w+>)?(?: \(-(\w)[ )])?", USAGE, re.MULTILINE)
+    assert len(documented) == 25
     for long, takes_value, short in documented:
         value = files["pw1"] if long == "passfile" else _SAMPLE_VALUES.get(long, "")
         values = [value] if takes_value else []
