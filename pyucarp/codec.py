@@ -255,6 +255,7 @@ class AdvertCodec:
         self.vip = vip
         self.srcip = srcip
         self.group = group
+        self._src_bytes = srcip.packed
         self._digests = _digest_base(password, vhid, vip)
         dst_mac = BROADCAST_MAC if nomcast else multicast_mac(group)
         self._eth = dst_mac + virtual_mac(vhid) + struct.pack("!H", ETHERTYPE_IP)
@@ -301,11 +302,12 @@ class AdvertCodec:
 
         Returns the authenticated ``Advert`` or why it was dropped; never raises.
         """
+        # ucarp drops frames from its own source right after the length check.
+        if len(frame) > ETH_HEADER_LEN + IP_HEADER_LEN and frame[26:30] == self._src_bytes:
+            return Dropped(DropReason.OWN, "Own advertisement")
         parsed = parse_frame(frame)
         if isinstance(parsed, Dropped):
             return parsed
-        if parsed.src == self.srcip:
-            return Dropped(DropReason.OWN, "Own advertisement")
         if parsed.ttl != CARP_TTL:
             return Dropped(DropReason.BAD_TTL, f"Bad TTL: [{parsed.ttl}]")
         if parsed.version != CARP_VERSION:
@@ -313,7 +315,9 @@ class AdvertCodec:
         if parsed.vhid != self.vhid:
             return Dropped(DropReason.OTHER_VHID, f"Ignoring vhid: [{parsed.vhid}]")
         if parsed.dst != self.group:
-            return Dropped(DropReason.OTHER_GROUP, f"Ignoring destination: [{parsed.dst}]")
+            return Dropped(
+                DropReason.OTHER_GROUP, f"Ignoring different multicast ip: [{parsed.dst}]"
+            )
         if not parsed.checksum_ok:
             return Dropped(DropReason.BAD_CHECKSUM, "Bad IP checksum")
         expected = self.digest(parsed.counter)

@@ -208,7 +208,11 @@ class CarpMachine:
 
     def next_wakeup(self) -> float | None:
         """When ``handle_timer`` must run next, or None if nothing is pending."""
-        times = [t for t in (self._advert_due, self._master_down_at, self._quiet_until) if t]
+        times = [
+            t
+            for t in (self._advert_due, self._master_down_at, self._quiet_until)
+            if t is not None
+        ]
         return min(times) if times else None
 
     # ------------------------------------------------------------------ inputs
@@ -446,7 +450,12 @@ class CarpMachine:
         return self._counter
 
     def _send_advert(self, advbase: int, advskew: int, actions: list[Action]) -> None:
-        actions.append(SendAdvert(advbase, advskew, self._next_counter()))
+        advert = SendAdvert(advbase, advskew, self._next_counter())
+        actions.append(advert)
+        if advert.is_leave:
+            # We are giving the VIP up: an ARP now would race the new master's.
+            self._delayed_arp = -1
+            return
         if self._delayed_arp > 0:
             self._delayed_arp -= 1
         if self._delayed_arp == 0:

@@ -1,0 +1,460 @@
+"""A simulated Ethernet segment for pyucarp's functional core, on a virtual clock.
+
+Each node is a real :class:`~pyucarp.machine.CarpMachine` plus a real
+:class:`~pyucarp.codec.AdvertCodec`: every advertisement is encoded to its 70 wire bytes and
+decoded by every other node, so the wire format and the receive checks are in the loop.
+A discrete-event scheduler (a heap of ``(time, seq, event)``) plays the shell's part: it
+calls ``handle_timer`` at ``next_wakeup()``, delivers frames after a seeded per-link delay
+with optional jitter, loss and duplication, and reports send results back to the machine.
+
+Nodes can be started late, killed (they vanish silently), revived (a fresh process),
+partitioned, demoted (SIGUSR2), put in maintenance, unplugged, made to fail their sends, and
+shut down gracefully (-z). The simulation records every state change, so that tests can
+measure how long the segment had two masters ("dual master time") or none ("no-master time").
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Literal
+
+from pyucarp.codec import Advert, AdvertCodec, DropReason, Dropped
+from pyucarp.machine import (
+    Action,
+    CarpMachine,
+    Log,
+    Params,
+    RunScript,
+    SendAdvert,
+    SendGratuitousArp,
+    State,
+    StateChanged,
+)
+
+DEFAULT_GROUP = IPv4Address("224.0.0.18")
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """How the segment carries frames.
+
+    Each ordered pair of nodes gets a fixed one-way delay drawn once from
+    ``[delay, delay + spread]``; each frame then adds ``[0, jitter]``. ``loss`` and
+    ``duplicate`` are per-frame, per-receiver probabilities.
+    """
+
+    delay: float = 0.0005
+    spread: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+    @property
+    def max_delay(self) -> float:
+        """The longest one-way delay a frame can have (a duplicate included)."""
+        return self.delay + self.spread + self.jitter
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node's configuration (its command line, in effect)."""
+
+    name: str
+    srcip: IPv4Address
+    advbase: int = 1
+    advskew: int = 0
+    deadratio: int = 3
+    preempt: bool = False
+    neutral: bool = False
+    password: bytes | None = None  # None: the segment's password
+    byteorder: Literal["little", "big"] = "little"
+    script_time: float = 0.05  # how long its up/down scripts take
+
+    def params(self) -> Params:
+        """The machine parameters for this node."""
+        return Params(
+            advbase=self.advbase,
+            advskew=self.advskew,
+            deadratio=self.deadratio,
+            preempt=self.preempt,
+            neutral=self.neutral,
+            srcip=self.srcip,
+            byteorder=self.byteorder,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A node's state change (``None`` = not running) at a virtual time."""
+
+    time: float
+    node: str
+    old: State | None
+    new: State | None
+    why: str
+
+
+@dataclass
+class SimNode:
+    """A node of the simulated segment and everything it did."""
+
+    spec: NodeSpec
+    codec: AdvertCodec
+    machine: CarpMachine | None = None
+    incarnation: int = 0
+    segment: int = 0
+    link_up: bool = True
+    send_ok: bool = True
+    timer_gen: int = 0
+    timer_at: float | None = None
+    scripts: list[tuple[float, str]] = field(default_factory=list)
+    arps: list[float] = field(default_factory=list)
+    sent: list[tuple[float, SendAdvert]] = field(default_factory=list)
+    accepted: list[tuple[float, Advert]] = field(default_factory=list)
+    drops: Counter[DropReason] = field(default_factory=Counter)
+    logs: list[tuple[float, Log]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The node's name."""
+        return self.spec.name
+
+    @property
+    def alive(self) -> bool:
+        """True while its process runs."""
+        return self.machine is not None
+
+    @property
+    def state(self) -> State | None:
+        """The machine's state, or None when the node is not running."""
+        return None if self.machine is None else self.machine.state
+
+    def last_accepted_before(self, t: float) -> float | None:
+        """When it last accepted an advert at or before ``t``."""
+        times = [when for when, _ in self.accepted if when <= t]
+        return max(times) if times else None
+
+
+Event = Callable[[], None]
+
+
+class SimLan:
+    """N CARP nodes on one simulated segment, driven by a discrete-event scheduler."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        link: LinkModel = LinkModel(),
+        vhid: int = 1,
+        password: bytes = b"secret",
+        vip: IPv4Address = IPv4Address("192.0.2.100"),
+        group: IPv4Address = DEFAULT_GROUP,
+    ) -> None:
+        self.seed = seed
+        self.link = link
+        self.vhid = vhid
+        self.password = password
+        self.vip = vip
+        self.group = group
+        self.now = 0.0
+        self.nodes: dict[str, SimNode] = {}
+        self.transitions: list[Transition] = []
+        self.frames_sent = 0
+        self.frames_lost = 0
+        self._rng = random.Random(f"simlan-{seed}")
+        self._pair_delay: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, int, Event]] = []
+        self._seq = 0
+
+    # ------------------------------------------------------------ building
+
+    def add(self, spec: NodeSpec, start_at: float | None = 0.0) -> SimNode:
+        """Add a node; it starts at ``start_at`` (None: not started)."""
+        if spec.name in self.nodes:
+            raise ValueError(f"duplicate node {spec.name}")
+        codec = AdvertCodec(
+            vhid=self.vhid,
+            password=self.password if spec.password is None else spec.password,
+            vip=self.vip,
+            srcip=spec.srcip,
+            group=self.group,
+        )
+        node = SimNode(spec=spec, codec=codec)
+        for other in self.nodes:
+            for pair in ((other, spec.name), (spec.name, other)):
+                self._pair_delay[pair] = self.link.delay + self._rng.uniform(0, self.link.spread)
+        self.nodes[spec.name] = node
+        if start_at is not None:
+            self.revive(spec.name, at=start_at)
+        return node
+
+    # ------------------------------------------------------------ scheduling
+
+    def at(self, t: float, event: Event) -> None:
+        """Run ``event`` at virtual time ``t`` (FIFO among equal times)."""
+        if t < self.now:
+            raise ValueError(f"cannot schedule in the past: {t} < {self.now}")
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, event))
+
+    def run(self, until: float, max_events: int = 1_000_000) -> None:
+        """Process every event up to and including ``until``; the clock ends at ``until``."""
+        for _ in range(max_events):
+            if not self._heap or self._heap[0][0] > until:
+                break
+            t, _seq, event = heapq.heappop(self._heap)
+            self.now = t
+            event()
+        else:
+            raise RuntimeError("event budget exhausted: runaway simulation")
+        self.now = until
+
+    # ------------------------------------------------------------ operations
+
+    def revive(self, name: str, at: float) -> None:
+        """Start the node (again) at ``at`` as a fresh process."""
+
+        def go() -> None:
+            node = self.nodes[name]
+            if node.alive:
+                return
+            node.incarnation += 1
+            node.timer_at = None
+            rng = random.Random(f"{self.seed}-{name}-{node.incarnation}")
+            node.machine = CarpMachine(node.spec.params(), lambda: rng.getrandbits(64))
+            self._record(node, None, State.INIT, "process started")
+            self._apply(node, node.machine.start(self.now))
+
+        self.at(at, go)
+
+    def kill(self, name: str, at: float) -> None:
+        """SIGKILL: the node vanishes without a word."""
+
+        def go() -> None:
+            node = self.nodes[name]
+            if node.machine is not None:
+                self._record(node, node.machine.state, None, "killed")
+                node.machine = None
+
+        self.at(at, go)
+
+    def shutdown(self, name: str, at: float) -> None:
+        """Graceful exit (-z): the machine's last actions go out, then the process ends."""
+
+        def go() -> None:
+            node = self.nodes[name]
+            if node.machine is not None:
+                self._apply(node, node.machine.shutdown(self.now))
+                self._record(node, node.machine.state, None, "exited")
+                node.machine = None
+
+        self.at(at, go)
+
+    def demote(self, name: str, at: float) -> None:
+        """SIGUSR2."""
+        self._call(name, at, lambda m: m.demote(self.now))
+
+    def set_maintenance(self, name: str, on: bool, at: float) -> None:
+        """Persistent maintenance on or off."""
+        self._call(name, at, lambda m: m.set_maintenance(self.now, on))
+
+    def set_link(self, name: str, up: bool, at: float) -> None:
+        """Unplug or replug the node: no frames in or out while down."""
+
+        def go() -> None:
+            node = self.nodes[name]
+            node.link_up = up
+            if node.machine is not None:
+                self._apply(node, node.machine.set_link(self.now, up))
+
+        self.at(at, go)
+
+    def set_send_ok(self, name: str, ok: bool, at: float) -> None:
+        """Make the node's sends fail (reported to its machine) or work again."""
+
+        def go() -> None:
+            self.nodes[name].send_ok = ok
+
+        self.at(at, go)
+
+    def partition(self, groups: Iterable[Iterable[str]], at: float) -> None:
+        """Split the segment: frames only travel inside a group; unnamed nodes form their own."""
+        groups_l = [list(g) for g in groups]
+
+        def go() -> None:
+            for node in self.nodes.values():
+                node.segment = -1
+            for i, g in enumerate(groups_l):
+                for name in g:
+                    self.nodes[name].segment = i
+            for j, node in enumerate(n for n in self.nodes.values() if n.segment == -1):
+                node.segment = len(groups_l) + j
+
+        self.at(at, go)
+
+    def heal(self, at: float) -> None:
+        """Join every node back onto one segment."""
+
+        def go() -> None:
+            for node in self.nodes.values():
+                node.segment = 0
+
+        self.at(at, go)
+
+    # ------------------------------------------------------------ queries
+
+    def masters(self) -> list[str]:
+        """Names of the nodes that are MASTER now."""
+        return sorted(n.name for n in self.nodes.values() if n.state is State.MASTER)
+
+    def states(self) -> dict[str, State | None]:
+        """Every node's state now."""
+        return {name: n.state for name, n in self.nodes.items()}
+
+    def master_count_timeline(self) -> list[tuple[float, int]]:
+        """(time, number of masters from then on), one entry per change."""
+        masters: set[str] = set()
+        out: list[tuple[float, int]] = [(0.0, 0)]
+        for tr in self.transitions:
+            if tr.new is State.MASTER:
+                masters.add(tr.node)
+            else:
+                masters.discard(tr.node)
+            if out[-1][0] == tr.time:
+                out[-1] = (tr.time, len(masters))
+            elif out[-1][1] != len(masters):
+                out.append((tr.time, len(masters)))
+        return out
+
+    def time_with_masters(self, pred: Callable[[int], bool], start: float, end: float) -> float:
+        """Total time within [start, end] during which ``pred(number of masters)`` holds."""
+        timeline = self.master_count_timeline()
+        total = 0.0
+        for i, (t, count) in enumerate(timeline):
+            t_next = timeline[i + 1][0] if i + 1 < len(timeline) else max(end, t)
+            lo, hi = max(t, start), min(t_next, end)
+            if hi > lo and pred(count):
+                total += hi - lo
+        return total
+
+    def dual_master_time(self, start: float = 0.0, end: float | None = None) -> float:
+        """How long two or more nodes were MASTER at once within [start, end]."""
+        return self.time_with_masters(lambda c: c >= 2, start, self.now if end is None else end)
+
+    def no_master_time(self, start: float = 0.0, end: float | None = None) -> float:
+        """How long no node was MASTER within [start, end]."""
+        return self.time_with_masters(lambda c: c == 0, start, self.now if end is None else end)
+
+    def became_master(self, name: str, after: float = 0.0) -> list[float]:
+        """Times at which ``name`` became MASTER, after ``after``."""
+        return [
+            tr.time for tr in self.transitions
+            if tr.node == name and tr.new is State.MASTER and tr.time >= after
+        ]
+
+    def transitions_between(self, start: float, end: float) -> list[Transition]:
+        """Every state change with ``start <= time <= end``."""
+        return [tr for tr in self.transitions if start <= tr.time <= end]
+
+    # ------------------------------------------------------------ internals
+
+    def _call(self, name: str, at: float, fn: Callable[[CarpMachine], list[Action]]) -> None:
+        def go() -> None:
+            node = self.nodes[name]
+            if node.machine is not None:
+                self._apply(node, fn(node.machine))
+
+        self.at(at, go)
+
+    def _record(self, node: SimNode, old: State | None, new: State | None, why: str) -> None:
+        self.transitions.append(Transition(self.now, node.name, old, new, why))
+
+    def _apply(self, node: SimNode, actions: list[Action]) -> None:
+        """Carry out a machine's actions as the daemon's shell would, then re-arm its timer."""
+        machine = node.machine
+        if machine is None:
+            return
+        for action in actions:
+            if isinstance(action, SendAdvert):
+                ok = self._transmit(node, action)
+                self._apply(node, machine.advert_sent(ok))
+            elif isinstance(action, SendGratuitousArp):
+                node.arps.append(self.now)
+            elif isinstance(action, RunScript):
+                node.scripts.append((self.now, action.kind))
+                self._script_done_later(node, action.kind)
+            elif isinstance(action, StateChanged):
+                self._record(node, action.old, action.new, action.reason.value)
+            else:
+                node.logs.append((self.now, action))
+        self._arm_timer(node)
+
+    def _script_done_later(self, node: SimNode, kind: Literal["up", "down"]) -> None:
+        incarnation = node.incarnation
+
+        def done() -> None:
+            if node.machine is not None and node.incarnation == incarnation:
+                self._apply(node, node.machine.script_finished(kind, True))
+
+        self.at(self.now + node.spec.script_time, done)
+
+    def _arm_timer(self, node: SimNode) -> None:
+        machine = node.machine
+        if machine is None:
+            return
+        wake = machine.next_wakeup()
+        if wake == node.timer_at:
+            return
+        node.timer_gen += 1
+        node.timer_at = wake
+        if wake is None:
+            return
+        gen, incarnation = node.timer_gen, node.incarnation
+
+        def fire() -> None:
+            if node.machine is None or node.incarnation != incarnation or node.timer_gen != gen:
+                return
+            node.timer_at = None
+            self._apply(node, node.machine.handle_timer(self.now))
+
+        self.at(max(wake, self.now), fire)
+
+    def _transmit(self, node: SimNode, ad: SendAdvert) -> bool:
+        node.sent.append((self.now, ad))
+        if not node.send_ok or not node.link_up:
+            return False
+        frame = node.codec.encode(
+            advbase=ad.advbase, advskew=ad.advskew, counter=ad.counter,
+            ip_id=self._rng.getrandbits(16),
+        )
+        self.frames_sent += 1
+        for other in self.nodes.values():
+            if other is node or other.segment != node.segment:
+                continue
+            copies = 1 + (self._rng.random() < self.link.duplicate)
+            for _ in range(copies):
+                if self._rng.random() < self.link.loss:
+                    self.frames_lost += 1
+                    continue
+                delay = self._pair_delay[(node.name, other.name)] + self._rng.uniform(0, self.link.jitter)
+                self.at(self.now + delay, self._deliverer(other, frame))
+        return True
+
+    def _deliverer(self, node: SimNode, frame: bytes) -> Event:
+        def deliver() -> None:
+            if node.machine is None or not node.link_up:
+                return
+            result = node.codec.decode(frame)
+            if isinstance(result, Dropped):
+                node.drops[result.reason] += 1
+                return
+            node.accepted.append((self.now, result))
+            self._apply(node, node.machine.advert_received(self.now, result))
+
+        return deliver

@@ -1,0 +1,332 @@
+"""Clusters of pyucarp state machines on a simulated segment (tests/simlan.py).
+
+Frames go through the real codec; time is virtual. Each test states a protocol bound and
+measures it: how long two nodes were MASTER at once, how long none was.
+"""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address
+from typing import Literal
+
+import pytest
+
+from pyucarp.codec import DropReason
+from pyucarp.machine import Reason, State
+from simlan import LinkModel, NodeSpec, SimLan
+
+D = 0.0005  # one-way link delay
+TOL = 1e-9
+
+
+def ip(n: int) -> IPv4Address:
+    return IPv4Address(f"192.0.2.{n}")
+
+
+def lan(*specs: NodeSpec, seed: int = 0, link: LinkModel = LinkModel(delay=D), start: float = 0.0) -> SimLan:
+    sim = SimLan(seed=seed, link=link)
+    for s in specs:
+        sim.add(s, start_at=start)
+    return sim
+
+
+def assert_settled(sim: SimLan, since: float) -> None:
+    """Exactly one master, every other running node BACKUP, nothing changed since ``since``."""
+    assert len(sim.masters()) == 1, sim.states()
+    assert all(s in (State.MASTER, State.BACKUP, None) for s in sim.states().values())
+    assert sim.transitions_between(since, sim.now) == []
+    assert sim.dual_master_time(since) == 0 and sim.no_master_time(since) == 0
+
+
+# ---------------------------------------------------------------- convergence
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+@pytest.mark.parametrize("preempt", [False, True])
+def test_one_master_after_convergence(n: int, preempt: bool) -> None:
+    for seed in range(25):
+        rng = random.Random(seed * 10 + n)
+        skews = rng.sample(range(0, 250), n)
+        sim = SimLan(seed=seed, link=LinkModel(delay=D, spread=0.001, jitter=0.0005))
+        starts = [rng.uniform(0, 2) for _ in skews]
+        for i, skew in enumerate(skews):
+            sim.add(NodeSpec(f"n{i}", ip(10 + i), advskew=skew, preempt=preempt), start_at=starts[i])
+        sim.run(30.0)
+        assert_settled(sim, 12.0)
+        if preempt:
+            assert sim.masters() == [f"n{skews.index(min(skews))}"], (seed, skews)
+        # nothing is on the wire before the first master: it is the earliest master-down expiry
+        first = min(t for name in sim.nodes for t in sim.became_master(name))
+        assert first == min(st + 3 + sk / 256 for st, sk in zip(starts, skews))
+        assert sim.no_master_time(first) == 0
+
+
+def test_simultaneous_start_with_distinct_skews_has_no_dual_master() -> None:
+    """Skews 1/256 s apart exceed the link delay: the lowest skew wins alone."""
+    sim = lan(*(NodeSpec(f"n{i}", ip(10 + i), advskew=i) for i in range(5)))
+    sim.run(20)
+    assert sim.masters() == ["n0"]
+    assert sim.became_master("n0") == [3.0]
+    assert sim.dual_master_time() == 0
+    assert sim.no_master_time(3.0) == 0
+
+
+def test_neutral_start_runs_no_downscript() -> None:
+    sim = lan(NodeSpec("a", ip(1), neutral=True), NodeSpec("b", ip(2), advskew=50))
+    sim.run(10)
+    assert sim.nodes["a"].scripts[0] == (3.0, "up")
+    assert sim.nodes["b"].scripts == [(0.0, "down")]
+
+
+def test_frames_really_cross_the_codec() -> None:
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=10))
+    sim.run(10)
+    a, b = sim.nodes["a"], sim.nodes["b"]
+    assert len(b.accepted) == len([s for s in a.sent if s[0] <= 10 - D])
+    assert all(adv.src == ip(1) and adv.counter == sent.counter
+               for (_, adv), (_, sent) in zip(b.accepted, a.sent))
+    assert sum(b.drops.values()) == 0
+
+
+# ---------------------------------------------------------------- failure and takeover
+
+
+@pytest.mark.parametrize("kill_at", [10.0, 10.3, 10.999])
+def test_takeover_exactly_at_master_down_time_after_last_advert(kill_at: float) -> None:
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=20), NodeSpec("c", ip(3), advskew=100))
+    sim.kill("a", at=kill_at)
+    sim.run(25)
+    assert sim.masters() == ["b"]
+    b = sim.nodes["b"]
+    (took_over,) = sim.became_master("b")
+    last_rx = b.last_accepted_before(kill_at + D)
+    assert last_rx is not None
+    assert took_over == pytest.approx(last_rx + 3 + 20 / 256, abs=TOL)
+    last_sent = max(t for t, _ in sim.nodes["a"].sent)
+    assert 0 <= last_rx - last_sent <= D + TOL
+    # the VIP was unowned from the kill until the takeover, within the protocol bound
+    gap = sim.no_master_time(0.0 + 3.1)
+    assert gap == pytest.approx(took_over - kill_at, abs=TOL)
+    assert 2 + 20 / 256 <= gap <= 3 + 20 / 256 + D + TOL
+    assert sim.dual_master_time() == 0
+    assert sim.became_master("c") == []
+
+
+def test_kill_and_revive_without_and_with_preempt() -> None:
+    for preempt in (False, True):
+        sim = lan(NodeSpec("a", ip(1), preempt=preempt), NodeSpec("b", ip(2), advskew=30))
+        sim.kill("a", at=10.5)
+        sim.revive("a", at=20.0)
+        sim.run(40)
+        assert sim.masters() == (["a"] if preempt else ["b"])
+        if preempt:
+            (back,) = sim.became_master("a", after=20)
+            assert back <= 20 + 1 + 30 / 256 + D + TOL  # at the first advert of b it hears
+            assert sim.dual_master_time(20) <= D + TOL
+        assert sim.no_master_time(20) == 0
+
+
+# ---------------------------------------------------------------- preemption and ties
+
+
+def test_preemption_by_a_better_node_that_joins() -> None:
+    sim = SimLan(link=LinkModel(delay=D))
+    sim.add(NodeSpec("a", ip(1), advskew=100))
+    sim.add(NodeSpec("b", ip(2), advskew=0, preempt=True), start_at=10.0)
+    sim.run(30)
+    assert sim.masters() == ["b"]
+    (t,) = sim.became_master("b")
+    assert 10 < t <= 10 + 1 + 100 / 256 + D + TOL
+    assert sim.transitions_between(t, 30)[-1].node == "a"  # a stepped down on hearing b
+    assert sim.dual_master_time() <= D + TOL
+    assert sim.no_master_time(3 + 100 / 256 + TOL) == 0
+    assert [k for _, k in sim.nodes["a"].scripts] == ["down", "up", "down"]
+
+
+def test_better_node_without_preempt_stays_backup() -> None:
+    sim = SimLan(link=LinkModel(delay=D))
+    sim.add(NodeSpec("a", ip(1), advskew=100))
+    sim.add(NodeSpec("b", ip(2), advskew=0), start_at=10.0)
+    sim.run(60)
+    assert sim.masters() == ["a"] and sim.became_master("b") == []
+
+
+@pytest.mark.parametrize(("byteorder", "winner"), [("little", "x"), ("big", "y")])
+def test_tie_break_with_equal_skews(byteorder: Literal["little", "big"], winner: str) -> None:
+    """Both time out together; the lower native-endian address stays master."""
+    x, y = IPv4Address("10.0.1.1"), IPv4Address("10.0.0.2")  # little: x lower; big: y lower
+    sim = lan(NodeSpec("x", x, byteorder=byteorder), NodeSpec("y", y, byteorder=byteorder))
+    sim.run(20)
+    assert sim.became_master("x") == [3.0] and sim.became_master("y") == [3.0]
+    assert sim.masters() == [winner]
+    assert sim.dual_master_time() <= D + TOL
+    loser = "y" if winner == "x" else "x"
+    assert [t.why for t in sim.transitions if t.node == loser][-1] == Reason.PREFERRED_MASTER.value
+
+
+# ---------------------------------------------------------------- graceful hand-over
+
+
+def three(preempt: bool = False) -> SimLan:
+    return lan(
+        NodeSpec("a", ip(1), advskew=0, preempt=preempt),
+        NodeSpec("b", ip(2), advskew=10, preempt=preempt),
+        NodeSpec("c", ip(3), advskew=50, preempt=preempt),
+        link=LinkModel(delay=D, spread=0.0005),
+    )
+
+
+def test_demotion_hands_over_within_the_takeover_skew() -> None:
+    sim = three()
+    sim.demote("a", at=20.25)
+    sim.run(40)
+    assert sim.masters() == ["b"]
+    (t,) = sim.became_master("b")
+    assert t <= 20.25 + sim.link.max_delay + 10 / 256 + TOL
+    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
+    assert sim.dual_master_time() == 0
+    assert sim.became_master("c") == []  # b's first advert cancelled c's shorter wait
+    a = sim.nodes["a"]
+    assert a.scripts[-1] == (20.25, "down")
+    assert sim.became_master("a", after=20.25) == []  # quiet, then a normal backup
+
+
+def test_demotion_with_preempt_returns_after_the_quiet_time() -> None:
+    sim = three(preempt=True)
+    sim.demote("a", at=20.25)
+    sim.run(40)
+    assert sim.masters() == ["a"]
+    (back,) = sim.became_master("a", after=20.25)
+    assert 23.25 <= back <= 23.25 + 1 + 10 / 256 + sim.link.max_delay + TOL
+    assert sim.dual_master_time() <= sim.link.max_delay + TOL
+    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
+
+
+def test_shutdown_hands_over_within_the_takeover_skew() -> None:
+    sim = three()
+    sim.shutdown("a", at=20.5)
+    sim.run(40)
+    assert sim.masters() == ["b"]
+    assert sim.nodes["a"].scripts[-1] == (20.5, "down") and not sim.nodes["a"].alive
+    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
+    assert sim.dual_master_time() == 0
+
+
+def test_shutdown_of_a_backup_changes_nothing() -> None:
+    sim = three()
+    sim.shutdown("c", at=20.5)
+    sim.run(40)
+    assert sim.masters() == ["a"] and sim.nodes["c"].scripts == [(0.0, "down")]
+    assert sim.no_master_time(3) == 0
+
+
+def test_maintenance_hands_over_and_back() -> None:
+    sim = three(preempt=True)
+    sim.set_maintenance("a", True, at=20.25)
+    sim.set_maintenance("a", False, at=30.0)
+    sim.run(50)
+    assert sim.masters() == ["a"]
+    assert sim.became_master("b") and min(sim.became_master("b")) <= 20.25 + sim.link.max_delay + 10 / 256 + TOL
+    assert sim.dual_master_time() <= sim.link.max_delay + TOL
+    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
+
+
+# ---------------------------------------------------------------- segment trouble
+
+
+def test_partition_makes_two_masters_and_healing_one() -> None:
+    sim = lan(NodeSpec("a", ip(1), advskew=0), NodeSpec("b", ip(2), advskew=10))
+    sim.partition([["a"], ["b"]], at=10.0)
+    sim.heal(at=20.0)
+    sim.run(40)
+    assert sim.masters() == ["a"]
+    assert sim.dual_master_time(10, 20) > 6
+    assert sim.dual_master_time(20) <= 1 + 10 / 256 + D + TOL  # until a's next advert arrives
+
+
+def test_unplugged_master_gives_up_and_the_backup_takes_over() -> None:
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=10))
+    sim.set_link("a", False, at=10.5)
+    sim.set_link("a", True, at=20.0)
+    sim.run(40)
+    assert sim.masters() == ["b"]
+    assert sim.nodes["a"].scripts[-1] == (10.5, "down")
+    assert sim.dual_master_time() == 0
+    assert sim.no_master_time(3) <= 3 + 10 / 256 + D + TOL
+
+
+def test_failing_sends_let_the_backup_take_over_cleanly() -> None:
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=10))
+    sim.set_send_ok("a", False, at=10.5)
+    sim.set_send_ok("a", True, at=30.0)
+    sim.run(50)
+    a = sim.nodes["a"]
+    assert any(ad.advskew == 240 for _, ad in a.sent)  # suppressed after three errors
+    assert sim.masters() == ["b"]
+    # a believed itself master until it heard b, at b's first advert
+    assert sim.dual_master_time() <= D + TOL
+
+
+def test_wrong_password_is_dropped_as_bad_digest_and_both_are_master() -> None:
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=10, password=b"other"))
+    sim.run(20)
+    assert sim.masters() == ["a", "b"]
+    assert sim.nodes["a"].drops[DropReason.BAD_DIGEST] > 10
+    assert sim.nodes["b"].drops[DropReason.BAD_DIGEST] > 10
+    assert sim.dual_master_time() > 16
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_loss_and_duplication_never_leave_the_segment_without_master(seed: int) -> None:
+    link = LinkModel(delay=D, spread=0.001, jitter=0.002, loss=0.15, duplicate=0.2)
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=20), NodeSpec("c", ip(3), advskew=40),
+              seed=seed, link=link)
+    sim.run(300)
+    assert sim.frames_lost > 0
+    assert sim.no_master_time(3 + 2 * link.max_delay) == 0  # the best node never steps down
+    assert "a" in sim.masters()
+    assert sim.dual_master_time() <= 0.02 * 300  # spurious takeovers are short-lived
+    assert all(t.node != "a" or t.time < 4 for t in sim.transitions)
+
+
+def test_random_disturbances_always_settle() -> None:
+    """Random kills, revivals, exits, demotions, maintenance, unplugging, failing sends and
+    partitions on a loss-free segment: after each calm period, exactly one master."""
+    kinds = ["kill", "shutdown", "demote", "maintenance", "link", "sendfail", "partition"]
+    for seed in range(40):
+        rng = random.Random(seed)
+        n = rng.randint(2, 5)
+        skews = rng.sample(range(0, 200), n)
+        sim = SimLan(seed=seed, link=LinkModel(delay=D, spread=0.001, jitter=0.001))
+        names = [f"n{i}" for i in range(n)]
+        for i, name in enumerate(names):
+            sim.add(NodeSpec(name, ip(10 + i), advbase=rng.choice([1, 1, 2]), advskew=skews[i],
+                             preempt=rng.random() < 0.5), start_at=rng.uniform(0, 1))
+        t = 10.0
+        for _ in range(8):
+            what, victim = rng.choice(kinds), rng.choice(names)
+            if what == "kill":
+                sim.kill(victim, at=t)
+                sim.revive(victim, at=t + 5)
+            elif what == "shutdown":
+                sim.shutdown(victim, at=t)
+                sim.revive(victim, at=t + 5)
+            elif what == "demote":
+                sim.demote(victim, at=t)
+            elif what == "maintenance":
+                sim.set_maintenance(victim, True, at=t)
+                sim.set_maintenance(victim, False, at=t + 5)
+            elif what == "link":
+                sim.set_link(victim, False, at=t)
+                sim.set_link(victim, True, at=t + 5)
+            elif what == "sendfail":
+                sim.set_send_ok(victim, False, at=t)
+                sim.set_send_ok(victim, True, at=t + 5)
+            else:
+                sim.partition([[victim]], at=t)
+                sim.heal(at=t + 5)
+            t += 25
+            sim.run(t)
+            assert len(sim.masters()) == 1, (seed, what, sim.states())
+            assert sim.dual_master_time(t - 5, t) == 0 and sim.no_master_time(t - 5, t) == 0
