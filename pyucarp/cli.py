@@ -125,7 +125,9 @@ def _daemonize(log: UcarpLog, keep: list[int]) -> None:
         signal_map={},  # the daemon installs its own handlers
     )
     log.set_console(False)
+    log.close()  # its socket is about to be closed with every other descriptor
     context.open()
+    log.reopen()
 
 
 def _fatal(message: str, *, facility: str) -> None:

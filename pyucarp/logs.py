@@ -131,6 +131,7 @@ class UcarpLog:
         self._console = console
         self._windows: dict[str, _Window] = {}
         self._facility: int | None = None
+        self._ident = ident
 
         unknown = False
         if syslog_enabled and facility.lower() != NO_SYSLOG:
@@ -162,9 +163,21 @@ class UcarpLog:
         self._console = on
 
     def close(self) -> None:
-        """Close the syslog connection; later lines reopen it."""
+        """Close the syslog connection (before daemonizing closes every descriptor)."""
         if self._facility is not None:
             syslog.closelog()
+
+    def reopen(self) -> None:
+        """Open syslog again with our ident, pid and facility after :meth:`close`.
+
+        Python's syslog module would otherwise reopen on its own with the program name,
+        no pid and facility user.
+        """
+        if self._facility is not None:
+            try:
+                syslog.openlog(self._ident, syslog.LOG_PID, self._facility)
+            except (OSError, ValueError):
+                self._facility = None
 
     def wants(self, level: Level) -> bool:
         """False for DEBUG unless debugging is on: callers may skip building the text."""
