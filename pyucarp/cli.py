@@ -89,7 +89,7 @@ def _start(config: Config, log: UcarpLog) -> int:
     sock = CarpSocket(config.device, srcip=config.srcip, group=config.mcast, nomcast=config.nomcast)
     monitor = LinkMonitor()
     if config.daemonize:
-        _daemonize(log, keep=[sock.fileno(), monitor.fileno()])
+        _daemonize(log, keep=[*sock.filenos(), monitor.fileno()])
     if pidfile is not None:
         pidfile.write()
     try:
@@ -146,4 +146,40 @@ def _facility_hint(args: list[str]) -> str:
     return "daemon"
 
 
-_SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+def _status(args: list[str]) -> int:
+    from .admin import status_main
+
+    return status_main(args)
+
+
+def _demote(args: list[str]) -> int:
+    from .admin import demote_main
+
+    return demote_main(args)
+
+
+def _promote(args: list[str]) -> int:
+    from .admin import promote_main
+
+    return promote_main(args)
+
+
+def _metrics(args: list[str]) -> int:
+    from .metrics import metrics_main
+
+    return metrics_main(args)
+
+
+def _watch(args: list[str]) -> int:
+    from .watch import watch_main  # the only command that imports scapy
+
+    return watch_main(args)
+
+
+_SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "status": _status,
+    "demote": _demote,
+    "promote": _promote,
+    "metrics": _metrics,
+    "watch": _watch,
+}

@@ -455,10 +455,14 @@ class Daemon:
             # -z: the downscript must have run before we go (ucarp runs it inline).
             self.runner.drain(time.monotonic() + SCRIPT_DRAIN_SECONDS)
         self.log.flush(self.clock())
-        self.sock.close()
-        if self.monitor is not None:
-            self.monitor.close()
         signal.set_wakeup_fd(-1)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self.statefile.remove()
+        # Each release is independent: one failing must not leave the state file behind.
+        releases: list[Callable[[], None]] = [self.sock.close, self.statefile.remove]
+        if self.monitor is not None:
+            releases.append(self.monitor.close)
+        releases += [lambda: os.close(self._wake_r), lambda: os.close(self._wake_w)]
+        for release in releases:
+            try:
+                release()
+            except OSError as exc:
+                self.log.error(f"While exiting: {exc}")

@@ -192,6 +192,14 @@ class CarpSocket:
         """The descriptor to watch for readability."""
         return self._sock.fileno()
 
+    def filenos(self) -> list[int]:
+        """Every descriptor this object holds: daemonizing must keep them all open
+        (the multicast membership lives as long as its socket)."""
+        fds = [self._sock.fileno()]
+        if self._mcast is not None:
+            fds.append(self._mcast.fileno())
+        return fds
+
     def send(self, frame: bytes) -> None:
         """Transmit one complete Ethernet frame as is; raise OSError on failure."""
         # The EtherType is passed as the packet's protocol so the kernel

@@ -9,13 +9,19 @@ from .errors import ConfigError
 
 
 def _alive(pid: int) -> bool:
+    """True if ``pid`` is a live ucarp or pyucarp process (not a zombie, not a reused pid)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    if state in (b"Z", b"X"):
+        return False
+    return b"ucarp" in cmdline
 
 
 class PidFile:
