@@ -66,9 +66,8 @@ def run_daemon(args: list[str]) -> int:
 
 
 def _start(config: Config, log: UcarpLog) -> int:
-    from .daemon import Daemon
+    from .daemon import Daemon, open_carp_socket
     from .iface import LinkMonitor, interface_facts
-    from .netio import CarpSocket
     from .pidfile import PidFile
     from .scripts import ScriptRunner
 
@@ -86,7 +85,7 @@ def _start(config: Config, log: UcarpLog) -> int:
     if pidfile is not None:
         pidfile.check_free()
     log.info(f"Local advertised ethernet address is [{':'.join(f'{b:02x}' for b in facts.mac)}]")
-    sock = CarpSocket(config.device, srcip=config.srcip, group=config.mcast, nomcast=config.nomcast)
+    sock = open_carp_socket(config)
     monitor = LinkMonitor()
     if config.daemonize:
         _daemonize(log, keep=[*sock.filenos(), monitor.fileno()])

@@ -20,6 +20,7 @@ from typing import Callable
 
 from .codec import AdvertCodec, Advert, Dropped, DropReason, gratuitous_arp
 from .config import Config
+from .errors import UcarpError
 from .iface import AddressEvent, InterfaceFacts, LinkEvent, LinkMonitor, interface_facts
 from .logs import Level, UcarpLog
 from .machine import (
@@ -71,6 +72,17 @@ class Statistics:
     send_errors: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     last_script: ScriptResult | None = None
+
+
+def open_carp_socket(config: Config) -> CarpSocket:
+    """The instance's raw CARP socket: its interface, group, -M, and a filter on its vhid."""
+    return CarpSocket(
+        config.device,
+        srcip=config.srcip,
+        group=config.mcast,
+        nomcast=config.nomcast,
+        vhid=config.vhid,
+    )
 
 
 class Daemon:
@@ -267,22 +279,23 @@ class Daemon:
 
     def _interface_recreated(self, now: float) -> None:
         self.log.warning(f"Interface [{self.config.device}] is back: reopening it")
+        try:
+            facts = interface_facts(self.config.device)
+            sock = open_carp_socket(self.config)
+        except UcarpError as exc:  # gone again already: wait for the next event
+            self.log.error(str(exc))
+            self._set_link(now, False)
+            return
         self._selector.unregister(self.sock.fileno())
         self.sock.close()
-        self.facts = interface_facts(self.config.device)
-        self.sock = CarpSocket(
-            self.config.device,
-            srcip=self.config.srcip,
-            group=self.config.mcast,
-            nomcast=self.config.nomcast,
-        )
+        self.facts, self.sock = facts, sock
         self._selector.register(self.sock.fileno(), selectors.EVENT_READ, "carp")
         self._set_link(now, self.facts.running)
 
     def _refresh_facts(self, now: float) -> None:
         try:
             facts = interface_facts(self.config.device)
-        except Exception as exc:  # the interface is gone: same as a deletion
+        except UcarpError as exc:  # the interface is gone: same as a deletion
             self.log.error(f"Interface [{self.config.device}]: {exc}")
             self._set_link(now, False)
             return

@@ -34,8 +34,9 @@ Where pyucarp deliberately does better (each keeps a mixed cluster correct):
 * A new MASTER advertises at once, before its upscript has run (ucarp waits for it).
 * Leaving MASTER on demotion, maintenance or graceful shutdown sends a leave advert
   (advbase 255, advskew 255): ucarp backups treat it as a master about to time out
-  and take over at once; pyucarp backups take over after only their own advskew/256,
-  which keeps the most preferred backup first when several are listening.
+  and take over at once; pyucarp backups take over after advskew/2048 s (an eighth of
+  the skew part of the master-down time): at most 125 ms, and still in order of
+  preference when several backups are listening.
 * Persistent maintenance: a node in maintenance stays BACKUP until released.
 * Carrier loss: a node without carrier goes BACKUP and is silent until carrier returns.
 """
@@ -55,6 +56,7 @@ SENDAD_MIN_SUCCESS = 3  # ucarp's CARP_SENDAD_MIN_SUCCESS
 SUPPRESSED_ADVSKEW = 240  # ucarp's CARP_BULK_UPDATE_MIN_DELAY
 DEMOTION_QUIET = 3.0  # ucarp sleeps 3 s after SIGUSR2
 DELAYED_ARP_ADVERTS = 2  # the second ARP goes out two adverts after the first one
+LEAVE_SKEW_DIVISOR = 8  # after a leave advert, wait advskew/256/8 s before taking over
 
 
 class State(enum.Enum):
@@ -163,6 +165,16 @@ class MasterInfo:
 def interval(advbase: int, advskew: int) -> float:
     """Seconds between adverts for a (advbase, advskew) pair."""
     return advbase + advskew / 256
+
+
+def leave_takeover_delay(advskew: int) -> float:
+    """How long a backup waits after a leave advert before taking over.
+
+    The skew part of the master-down time orders the backups; an eighth of it keeps
+    that order (one skew step is 0.5 ms, far more than a LAN's delivery time) while
+    bounding the hand-off to 125 ms.
+    """
+    return advskew / 256 / LEAVE_SKEW_DIVISOR
 
 
 def tie_value(address: IPv4Address, byteorder: Literal["little", "big"]) -> int:
@@ -397,9 +409,9 @@ class CarpMachine:
     def _master_left(self, now: float, actions: list[Action]) -> list[Action]:
         if self._quiet_until is not None or self.maintenance:
             return actions
-        # Keep the skew part of the master-down time so that, of several backups,
-        # the most preferred one takes over first and the others hear it.
-        delay = self.params.advskew / 256
+        # Keep (a fraction of) the skew part of the master-down time so that, of several
+        # backups, the most preferred one takes over first and the others hear it.
+        delay = leave_takeover_delay(self.params.advskew)
         if delay <= 0:
             self._become_master(now, Reason.MASTER_LEFT, actions)
         else:

@@ -24,7 +24,7 @@ from types import TracebackType
 from pyucarp.codec import IPPROTO_CARP, multicast_mac
 from pyucarp.errors import RuntimeFailure
 
-__all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "multicast_mac"]
+__all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "carp_filter", "multicast_mac"]
 
 # Linux constants Python 3.10/3.11 does not export (linux/if_ether.h,
 # asm-generic/socket.h, linux/if_packet.h).
@@ -45,6 +45,8 @@ _MAX_FRAME = 65536
 # Classic BPF opcodes (linux/bpf_common.h).
 _BPF_LD_H_ABS = 0x28
 _BPF_LD_B_ABS = 0x30
+_BPF_LD_B_IND = 0x50
+_BPF_LDX_B_MSH = 0xB1
 _BPF_JEQ_K = 0x15
 _BPF_RET_K = 0x06
 
@@ -64,8 +66,30 @@ CARP_FILTER: bytes = b"".join(
         _insn(_BPF_RET_K, 0, 0, 0),  # drop
     )
 )
-"""The classic BPF program attached to every :class:`CarpSocket`:
+"""The classic BPF program for a :class:`CarpSocket` without a vhid:
 accept IPv4 frames whose IP protocol is 112, drop everything else."""
+
+
+def carp_filter(vhid: int) -> bytes:
+    """A BPF program that also keeps only our vhid (the CARP header's second byte).
+
+    With one daemon per virtual host on a segment, each daemon would otherwise wake up
+    and authenticate every other host's adverts: at 50 vhids that is 50 wake-ups a
+    second per daemon instead of one. ucarp ignores other vhids too (after reading them).
+    """
+    return b"".join(
+        (
+            _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
+            _insn(_BPF_JEQ_K, 0, 6, _ETH_P_IP),  # not IPv4 -> drop
+            _insn(_BPF_LD_B_ABS, 0, 0, 14 + 9),  # A = IP protocol
+            _insn(_BPF_JEQ_K, 0, 4, IPPROTO_CARP),  # not CARP -> drop
+            _insn(_BPF_LDX_B_MSH, 0, 0, 14),  # X = IP header length (4 * IHL)
+            _insn(_BPF_LD_B_IND, 0, 0, 14 + 1),  # A = CARP vhid, just after the IP header
+            _insn(_BPF_JEQ_K, 0, 1, vhid & 0xFF),  # other vhid -> drop
+            _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
+            _insn(_BPF_RET_K, 0, 0, 0),  # drop
+        )
+    )
 
 
 def _attach_filter(sock: socket.socket, program: bytes) -> None:
@@ -111,6 +135,7 @@ class CarpSocket:
         srcip: IPv4Address,
         group: IPv4Address,
         nomcast: bool,
+        vhid: int | None = None,
     ) -> None:
         self.device = device
         self.srcip = srcip
@@ -133,7 +158,7 @@ class CarpSocket:
                 f"Unable to open a raw socket on [{device}]: {_why(exc)}"
             ) from None
         try:
-            _attach_filter(self._sock, CARP_FILTER)
+            _attach_filter(self._sock, CARP_FILTER if vhid is None else carp_filter(vhid))
             _grow_rcvbuf(self._sock, _RCVBUF_BYTES)
             self._sock.bind((device, _ETH_P_IP))
             self._sock.setblocking(False)

@@ -34,6 +34,7 @@ from pyucarp.machine import (
     SendAdvert,
     SendGratuitousArp,
     Severity,
+    leave_takeover_delay,
     State,
     StateChanged,
     interval,
@@ -334,15 +335,16 @@ def test_leave_advert_backup_with_skew_0_takes_over_at_once() -> None:
     assert r.m.master == MasterInfo(ME, 1, 0)
 
 
-def test_leave_advert_backup_with_skew_64_waits_a_quarter_second() -> None:
+def test_leave_advert_backup_with_skew_64_waits_an_eighth_of_its_skew() -> None:
     r = rig(advskew=64)
     r.m.start(0.0)
     r.m.advert_received(1.0, adv(1, 0))
     assert r.m.advert_received(1.5, adv(255, 255)) == []
     assert r.m.master is None
-    assert r.m.next_wakeup() == 1.75
-    assert r.m.handle_timer(1.75 - EPS) == []
-    acts = r.m.handle_timer(1.75)
+    assert leave_takeover_delay(64) == 64 / 256 / 8
+    assert r.m.next_wakeup() == 1.53125
+    assert r.m.handle_timer(1.53125 - EPS) == []
+    acts = r.m.handle_timer(1.53125)
     assert changes(acts) == [StateChanged(State.BACKUP, State.MASTER, Reason.MASTER_LEFT)]
 
 
@@ -353,7 +355,7 @@ def test_leave_advert_wait_is_cancelled_by_another_nodes_advert() -> None:
     assert r.m.advert_received(1.6, adv(1, 10, src=OTHER)) == []  # a better backup took over
     assert r.m.master == MasterInfo(OTHER, 1, 10)
     assert r.m.next_wakeup() == 1.6 + 3.25
-    assert r.m.handle_timer(1.75) == []
+    assert r.m.handle_timer(1.53125) == []
     assert r.m.state is State.BACKUP
     # and if that one goes silent, the ordinary timer applies (reason: master down)
     acts = r.m.handle_timer(4.85)
@@ -364,7 +366,7 @@ def test_leave_advert_with_preempt_still_waits_for_the_skew() -> None:
     r = rig(advskew=64, preempt=True)
     r.m.start(0.0)
     assert r.m.advert_received(1.5, adv(255, 255)) == []
-    assert r.m.next_wakeup() == 1.75
+    assert r.m.next_wakeup() == 1.53125
 
 
 # ---------------------------------------------------------------- demotion (SIGUSR2)
@@ -610,8 +612,8 @@ def test_next_wakeup_is_the_earliest_deadline_in_every_situation() -> None:
     r.m.handle_timer(17)
     assert r.m.next_wakeup() == 20.5
     r.m.advert_received(18, adv(255, 255))
-    assert r.m.next_wakeup() == 18.5
-    r.m.set_link(18.1, False)
+    assert r.m.next_wakeup() == 18 + 128 / 256 / 8
+    r.m.set_link(18.01, False)
     assert r.m.next_wakeup() is None
 
 
@@ -937,7 +939,7 @@ class MachineModel(RuleBasedStateMachine):
             if p.advskew == 0:
                 assert m.state is State.MASTER
             else:
-                assert m.state is State.BACKUP and m.next_wakeup() == now + p.advskew / 256
+                assert m.state is State.BACKUP and m.next_wakeup() == now + leave_takeover_delay(p.advskew)
         elif quiet or self.maint or leave:
             assert acts == [] and m.state is State.BACKUP
         elif p.preempt and ours < theirs:

@@ -1,0 +1,530 @@
+"""``pyucarp status``, ``pyucarp demote`` and ``pyucarp promote``: the host's instances as
+their state files describe them, and persistent maintenance switched on and off.
+
+Every running daemon keeps ``<statedir>/<name>.json`` (see :mod:`pyucarp.statefile`);
+``<name>`` is ``<interface, ':' and '/' as '_'>-<vhid>``. A daemon removes its file when
+it exits, so a file whose pid is gone was left by a daemon that was killed: it is *stale*.
+
+Health, as ``pyucarp status`` reports it and exits (LSB ``status`` style):
+
+* ``dead``: the pid in the state file is not a running pyucarp (killed, crashed, or the
+  pid was reused by another program): the file is stale.
+* ``link-down``: the interface has no carrier (the daemon stays BACKUP meanwhile).
+* ``script-failed``: the last up/down script exited non-zero, timed out, was killed by a
+  signal, or could not be started: the VIP may not be configured as the state says.
+* ``unreadable``: the state file exists but is not a pyucarp state document.
+
+Exit status: 0 when every instance is healthy, 1 when at least one is not, 3 when there is
+no instance at all (LSB "program is not running"), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from .atomic import atomic_write
+from .statefile import CONTROL_SIGNAL, DEFAULT_STATEDIR
+
+EXIT_OK = 0
+EXIT_UNHEALTHY = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
+
+DEFAULT_WAIT_SECONDS = 3.0  # how long demote/promote wait for the daemon to confirm
+_POLL_SECONDS = 0.05
+
+STATE_SUFFIX = ".json"
+FLAG_SUFFIX = ".maintenance"
+
+PROBLEM_DEAD = "dead"
+PROBLEM_LINK_DOWN = "link-down"
+PROBLEM_SCRIPT_FAILED = "script-failed"
+PROBLEM_UNREADABLE = "unreadable"
+
+
+def daemon_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) ucarp/pyucarp process.
+
+    A pid that now belongs to another program counts as dead: after a crash and a reboot
+    of the pid counter the state file's pid may name anything.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        if stat.rsplit(b")", 1)[-1].split()[:1] == [b"Z"]:
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return True  # no /proc to ask: kill() said it exists
+    return b"ucarp" in cmdline
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance on this host: its state file (if any) and its maintenance flag."""
+
+    name: str  # the file stem, "<interface>-<vhid>"
+    statefile: str
+    data: dict[str, Any] | None  # the state document; None when absent or unreadable
+    error: str | None  # why the state file could not be read
+    running: bool  # the pid in the state file is a live daemon
+    flag: bool  # the maintenance flag file exists
+
+    @property
+    def flag_path(self) -> str:
+        """The maintenance flag file of this instance."""
+        return self.statefile[: -len(STATE_SUFFIX)] + FLAG_SUFFIX
+
+    @property
+    def present(self) -> bool:
+        """True when a state file exists (a running daemon, or a stale file)."""
+        return self.data is not None or self.error is not None
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's pid from the state file."""
+        return _int_or_none(self.field("pid"))
+
+    def field(self, key: str) -> Any:
+        """A field of the state document, None when missing."""
+        return None if self.data is None else self.data.get(key)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why the instance is unhealthy (see the module doc); empty when healthy."""
+        if not self.present:
+            return ()  # only a maintenance flag: no daemon, nothing to judge
+        if self.data is None:
+            return (PROBLEM_UNREADABLE,)
+        if not self.running:
+            return (PROBLEM_DEAD,)  # the rest of a stale file is history
+        problems = []
+        if self.data.get("link_up") is False:
+            problems.append(PROBLEM_LINK_DOWN)
+        if script_failed(self.data.get("last_script")):
+            problems.append(PROBLEM_SCRIPT_FAILED)
+        return tuple(problems)
+
+    @property
+    def healthy(self) -> bool:
+        """A running daemon with no problem."""
+        return self.present and not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """The state document plus what ``status`` concluded, for ``--json``."""
+        doc: dict[str, Any] = dict(self.data or {})
+        doc.update(
+            name=self.name,
+            statefile=self.statefile if self.present else None,
+            running=self.running,
+            healthy=self.healthy,
+            problems=list(self.problems),
+            maintenance_flag=self.flag,
+        )
+        if self.error is not None:
+            doc["error"] = self.error
+        return doc
+
+
+def script_failed(last: object) -> bool:
+    """Whether a state file's ``last_script`` record tells of a failed script."""
+    if not isinstance(last, dict):
+        return False
+    return bool(last.get("timed_out")) or last.get("error") is not None or last.get("returncode") != 0
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _read_state(path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The parsed state file, or (None, why); FileNotFoundError is left to the caller."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(1 << 20)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(doc, dict) or _int_or_none(doc.get("pid")) is None:
+        return None, "not a pyucarp state file (no pid)"
+    return doc, None
+
+
+def scan(statedir: str, alive: Callable[[int], bool] = daemon_alive) -> list[Instance]:
+    """Every instance in ``statedir``: state files, and maintenance flags without one.
+
+    Sorted by name. A missing directory simply holds no instance.
+    """
+    try:
+        entries = os.listdir(statedir)
+    except FileNotFoundError:
+        return []
+    stems = set()
+    for entry in entries:
+        if entry.startswith("."):
+            continue  # temporary files of atomic writes
+        for suffix in (STATE_SUFFIX, FLAG_SUFFIX):
+            if entry.endswith(suffix) and len(entry) > len(suffix):
+                stems.add(entry[: -len(suffix)])
+    result = []
+    for stem in sorted(stems):
+        instance = load(statedir, stem, alive)
+        if instance is not None:
+            result.append(instance)
+    return result
+
+
+def load(statedir: str, name: str, alive: Callable[[int], bool] = daemon_alive) -> Instance | None:
+    """The instance ``name`` in ``statedir``, or None when it has neither file."""
+    statefile = os.path.join(statedir, name + STATE_SUFFIX)
+    flag = os.path.exists(os.path.join(statedir, name + FLAG_SUFFIX))
+    try:
+        data, error = _read_state(statefile)
+    except FileNotFoundError:
+        if not flag:
+            return None  # the daemon exited between listdir and open
+        return Instance(name, statefile, None, None, False, flag)
+    pid = None if data is None else _int_or_none(data.get("pid"))
+    running = pid is not None and alive(pid)
+    return Instance(name, statefile, data, error, running, flag)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def human_ago(seconds: float) -> str:
+    """``3m12s ago`` style: two units at most, never negative."""
+    s = int(max(0.0, seconds))
+    if s < 60:
+        text = f"{s}s"
+    elif s < 3600:
+        text = f"{s // 60}m{s % 60:02d}s"
+    elif s < 86400:
+        text = f"{s // 3600}h{s % 3600 // 60:02d}m"
+    else:
+        text = f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return text + " ago"
+
+
+def describe_script(last: object) -> str:
+    """The last script and how it ended, e.g. ``up exit 0`` or ``down timed out``."""
+    if not isinstance(last, dict):
+        return "-"
+    kind = str(last.get("kind", "?"))
+    if last.get("timed_out"):
+        return f"{kind} timed out"
+    if last.get("error") is not None:
+        return f"{kind} failed: {last.get('error')}"
+    code = last.get("returncode")
+    if code is None:
+        return f"{kind} killed"
+    return f"{kind} exit {code}"
+
+
+def describe_master(instance: Instance) -> str:
+    """The master this instance knows of: ``192.0.2.1 1/0``, ``(self)`` when it is us."""
+    master = instance.field("master")
+    if not isinstance(master, dict):
+        return "-"
+    text = f"{master.get('address')} {master.get('advbase')}/{master.get('advskew')}"
+    if master.get("address") == instance.field("srcip"):
+        text += " (self)"
+    return text
+
+
+def dropped_total(instance: Instance) -> int:
+    """All refused frames of the instance, every reason together."""
+    dropped = instance.field("dropped")
+    if not isinstance(dropped, dict):
+        return 0
+    return sum(v for v in dropped.values() if isinstance(v, int))
+
+
+def _maintenance_cell(instance: Instance) -> str:
+    if not instance.present or instance.data is None:
+        return "flag" if instance.flag else "-"
+    on = bool(instance.field("maintenance"))
+    text = "yes" if on else "no"
+    if instance.running and on != instance.flag:
+        text += "*"  # flag file and daemon disagree: the daemon was not signalled
+    return text
+
+
+def _health_cell(instance: Instance) -> str:
+    if not instance.present:
+        return "stopped"
+    problems = instance.problems
+    if not problems:
+        return "ok"
+    if PROBLEM_DEAD in problems:
+        return f"dead (stale file, pid {instance.pid} not running)"
+    if PROBLEM_UNREADABLE in problems:
+        return f"unreadable ({instance.error})"
+    return ", ".join(problems)
+
+
+def _state_cell(instance: Instance) -> str:
+    if not instance.present:
+        return "STOPPED"
+    if instance.data is None:
+        return "?"
+    state = str(instance.field("state"))
+    return state if instance.running else f"DEAD (was {state})"
+
+
+STATUS_COLUMNS = (
+    "NAME", "INTERFACE", "VHID", "VIP", "STATE", "SINCE", "MASTER",
+    "TRANS", "MAINT", "LAST SCRIPT", "DROPPED", "HEALTH",
+)
+
+
+def status_rows(instances: Iterable[Instance], now: float) -> list[tuple[str, ...]]:
+    """The cells of the status table, one tuple per instance (header not included)."""
+    rows: list[tuple[str, ...]] = []
+    for inst in instances:
+        since = inst.field("since")
+        rows.append(
+            (
+                inst.name,
+                str(inst.field("interface") or "-"),
+                str(inst.field("vhid") or "-"),
+                str(inst.field("vip") or "-"),
+                _state_cell(inst),
+                human_ago(now - since) if isinstance(since, (int, float)) else "-",
+                describe_master(inst),
+                str(inst.field("transitions") if inst.data else "-"),
+                _maintenance_cell(inst),
+                describe_script(inst.field("last_script")),
+                str(dropped_total(inst)) if inst.data else "-",
+                _health_cell(inst),
+            )
+        )
+    return rows
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def status_exit_code(instances: Sequence[Instance]) -> int:
+    """0 all healthy, 1 one is not, 3 no instance (flag files alone do not count)."""
+    present = [i for i in instances if i.present]
+    if not present:
+        return EXIT_NOT_RUNNING
+    return EXIT_OK if all(i.healthy for i in present) else EXIT_UNHEALTHY
+
+
+# --------------------------------------------------------------------------- status
+
+
+def status_main(argv: list[str]) -> int:
+    """``pyucarp status [--statedir DIR] [--json]``."""
+    parser = argparse.ArgumentParser(
+        prog="pyucarp status",
+        description="Show every pyucarp instance of this host, from its state file.",
+        epilog="Exit status: 0 all healthy, 1 one is not (dead, link down, script failed), "
+        "3 no instance.",
+    )
+    _add_statedir(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON list for machines")
+    args = parser.parse_args(argv)
+    instances = scan(args.statedir)
+    if args.json:
+        json.dump([i.as_json() for i in instances], sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+    elif not instances:
+        print(f"no pyucarp instance in {args.statedir}")
+    else:
+        sys.stdout.write(format_table(STATUS_COLUMNS, status_rows(instances, time.time())))
+        if any(_maintenance_cell(i).endswith("*") for i in instances):
+            print("* the maintenance flag file and the daemon disagree: "
+                  "use pyucarp demote/promote, which also signal the daemon")
+    return status_exit_code(instances)
+
+
+# --------------------------------------------------------------------------- demote / promote
+
+
+class SelectionError(Exception):
+    """A NAME given to demote/promote matches no instance."""
+
+
+def select(instances: Sequence[Instance], names: Sequence[str], *, all_: bool,
+           statedir: str, demote: bool) -> list[Instance]:
+    """The instances meant by ``names`` (file stem, interface or VIP) or by ``--all``.
+
+    An interface selects every instance on it. A stem with no instance yet is accepted
+    for ``demote`` (the flag then waits for the daemon's next start) when it looks like
+    ``<interface>-<vhid>``; anything else that matches nothing is an error.
+    """
+    if all_:
+        return [i for i in instances if i.present or (not demote and i.flag)]
+    chosen: dict[str, Instance] = {}
+    for name in names:
+        matches = [
+            i for i in instances
+            if name in (i.name, i.field("interface"), i.field("vip"))
+        ]
+        if not matches and demote and _looks_like_stem(name):
+            matches = [Instance(name, os.path.join(statedir, name + STATE_SUFFIX),
+                                None, None, False, False)]
+        if not matches:
+            raise SelectionError(f"no instance matches [{name}] in {statedir}")
+        for match in matches:
+            chosen.setdefault(match.name, match)
+    return list(chosen.values())
+
+
+def _looks_like_stem(name: str) -> bool:
+    head, sep, vhid = name.rpartition("-")
+    return bool(head and sep and vhid.isdigit() and 1 <= int(vhid) <= 255
+                and "/" not in name and not name.startswith("."))
+
+
+def set_flag(instance: Instance, on: bool) -> None:
+    """Create or remove the maintenance flag file (it outlives daemon restarts)."""
+    if on:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write(instance.flag_path, f"maintenance requested at {stamp}\n".encode())
+    else:
+        try:
+            os.unlink(instance.flag_path)
+        except FileNotFoundError:
+            pass
+
+
+def _confirmed(statedir: str, name: str, pid: int, on: bool,
+               alive: Callable[[int], bool]) -> Instance | None:
+    current = load(statedir, name, alive)
+    if current is None or current.pid != pid or current.data is None:
+        return None
+    return current if bool(current.field("maintenance")) == on else None
+
+
+def _result_line(instance: Instance, on: bool) -> str:
+    state = instance.field("state")
+    master = describe_master(instance)
+    return (f"{instance.name}: maintenance {'on' if on else 'off'}, {state}"
+            + (f", master {master}" if master != "-" else ""))
+
+
+def switch_maintenance(statedir: str, targets: Sequence[Instance], on: bool, timeout: float,
+                       alive: Callable[[int], bool] = daemon_alive,
+                       out: Callable[[str], None] = print) -> int:
+    """Set or clear the flag of each target, signal its daemon, wait for it to confirm.
+
+    Returns 0 when every running daemon confirmed (or there was none to ask), else 1.
+    """
+    status = EXIT_OK
+    waiting: dict[str, int] = {}
+    for inst in targets:
+        try:
+            set_flag(inst, on)
+        except OSError as exc:
+            out(f"{inst.name}: cannot {'create' if on else 'remove'} {inst.flag_path}: "
+                f"{exc.strerror or exc}")
+            status = EXIT_UNHEALTHY
+            continue
+        pid = inst.pid
+        if not inst.running or pid is None:
+            verb = "set" if on else "removed"
+            when = "it starts in maintenance" if on else "it starts normally"
+            out(f"{inst.name}: not running; maintenance flag {verb}: {when}")
+            continue
+        try:
+            os.kill(pid, CONTROL_SIGNAL)
+        except OSError as exc:
+            out(f"{inst.name}: cannot signal pid {pid}: {exc.strerror or exc}")
+            status = EXIT_UNHEALTHY
+            continue
+        waiting[inst.name] = pid
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for name, pid in list(waiting.items()):
+            current = _confirmed(statedir, name, pid, on, alive)
+            if current is not None:
+                out(_result_line(current, on))
+                del waiting[name]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL_SECONDS)
+    for name, pid in waiting.items():
+        out(f"{name}: the flag is {'set' if on else 'removed'}, but pid {pid} did not "
+            f"confirm within {timeout:g}s (its state file does not show it)")
+        status = EXIT_UNHEALTHY
+    return status
+
+
+def _maintenance_main(argv: list[str], on: bool) -> int:
+    verb = "demote" if on else "promote"
+    parser = argparse.ArgumentParser(
+        prog=f"pyucarp {verb}",
+        description=(
+            "Put instances in persistent maintenance: hand the VIP over at once and stay "
+            "BACKUP, also across daemon restarts, until promoted."
+            if on else
+            "Take instances out of maintenance: they take part in elections again."
+        ),
+        epilog="NAME is an instance name (state file stem, e.g. eth0-7), an interface "
+        "(every instance on it) or a virtual address. Exit status: 0 done, 1 a daemon did "
+        "not confirm or a file could not be changed, 2 usage or unknown NAME.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME")
+    parser.add_argument("--all", action="store_true", help="every instance of this host")
+    _add_statedir(parser)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS,
+                        help=f"seconds to wait for each daemon (default {DEFAULT_WAIT_SECONDS:g})")
+    args = parser.parse_args(argv)
+    if bool(args.names) == bool(args.all):
+        parser.error("give NAME... or --all")
+    try:
+        targets = select(scan(args.statedir), args.names, all_=args.all,
+                         statedir=args.statedir, demote=on)
+    except SelectionError as exc:
+        print(f"pyucarp {verb}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not targets:
+        print(f"no pyucarp instance in {args.statedir}")
+        return EXIT_OK
+    return switch_maintenance(args.statedir, targets, on, max(0.0, args.timeout))
+
+
+def demote_main(argv: list[str]) -> int:
+    """``pyucarp demote NAME...|--all [--statedir DIR] [--timeout S]``."""
+    return _maintenance_main(argv, on=True)
+
+
+def promote_main(argv: list[str]) -> int:
+    """``pyucarp promote NAME...|--all [--statedir DIR] [--timeout S]``."""
+    return _maintenance_main(argv, on=False)
+
+
+def _add_statedir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--statedir", default=DEFAULT_STATEDIR, metavar="DIR",
+                        help=f"the daemons' --statedir (default {DEFAULT_STATEDIR})")

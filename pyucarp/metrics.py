@@ -1,0 +1,210 @@
+"""``pyucarp metrics``: the state files as Prometheus text exposition format (0.0.4).
+
+Printed on stdout, or written atomically to a file for node-exporter's textfile collector
+(``--textfile /var/lib/prometheus/node-exporter/ucarp.prom``), once or every
+``--interval`` seconds. Every sample carries the labels ``instance`` (the state file stem),
+``interface``, ``vhid`` and ``vip``.
+
+A stale state file (its daemon is gone) yields only ``ucarp_up 0``: its last state would
+claim a MASTER that no longer exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .admin import Instance, scan
+from .atomic import atomic_write
+from .statefile import DEFAULT_STATEDIR
+
+STATE_VALUES = {"INIT": 0, "BACKUP": 1, "MASTER": 2}
+NO_EXIT_STATUS = -1  # the last script timed out, was killed, or could not be started
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family: its name, type, help text and the order it is printed in."""
+
+    name: str
+    kind: str  # "gauge" or "counter"
+    help: str
+
+
+FAMILIES = (
+    Family("ucarp_up", "gauge", "1 when the instance's daemon runs, 0 for a stale state file."),
+    Family("ucarp_state", "gauge", "CARP state: 0 INIT, 1 BACKUP, 2 MASTER."),
+    Family("ucarp_master", "gauge", "1 when this node is MASTER for the virtual address."),
+    Family("ucarp_maintenance", "gauge", "1 while the instance is held in maintenance (BACKUP)."),
+    Family("ucarp_link_up", "gauge", "1 while the interface has carrier."),
+    Family("ucarp_healthy", "gauge", "1 when pyucarp status calls the instance healthy."),
+    Family("ucarp_since_seconds", "gauge", "Unix time at which the current state was entered."),
+    Family("ucarp_transitions_total", "counter", "State changes since the daemon started."),
+    Family("ucarp_adverts_sent_total", "counter", "CARP advertisements sent."),
+    Family("ucarp_adverts_received_total", "counter",
+           "Authenticated CARP advertisements received from peers."),
+    Family("ucarp_send_errors_total", "counter", "Advertisements the kernel refused to send."),
+    Family("ucarp_dropped_packets_total", "counter",
+           "CARP packets refused, by reason (bad_digest, bad_ttl, replay, ...)."),
+    Family("ucarp_last_script_exit_code", "gauge",
+           "Exit status of the last up/down script; -1 when it had none "
+           "(timed out, killed, or not started)."),
+)
+
+
+@dataclass
+class Exposition:
+    """Samples gathered per family, rendered in the order of :data:`FAMILIES`."""
+
+    samples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        """One sample line of family ``name``."""
+        text = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+        self.samples.setdefault(name, []).append(f"{name}{{{text}}} {format_value(value)}")
+
+    def render(self) -> str:
+        """HELP and TYPE for every family (also empty ones), then its samples."""
+        lines = []
+        for fam in FAMILIES:
+            lines.append(f"# HELP {fam.name} {escape_help(fam.help)}")
+            lines.append(f"# TYPE {fam.name} {fam.kind}")
+            lines.extend(self.samples.get(fam.name, ()))
+        return "\n".join(lines) + "\n"
+
+
+def escape_label(value: str) -> str:
+    """A label value as the text format wants it: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def escape_help(text: str) -> str:
+    """HELP text escaping: backslash and newline."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """Integers without a decimal point, other floats in full precision."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def collect(instances: Sequence[Instance]) -> Exposition:
+    """The samples of every instance that has a state file."""
+    out = Exposition()
+    for inst in instances:
+        if not inst.present or inst.data is None:
+            continue
+        labels = {
+            "instance": inst.name,
+            "interface": str(inst.field("interface") or ""),
+            "vhid": str(inst.field("vhid") or ""),
+            "vip": str(inst.field("vip") or ""),
+        }
+        out.add("ucarp_up", labels, 1 if inst.running else 0)
+        if not inst.running:
+            continue
+        state = str(inst.field("state"))
+        out.add("ucarp_state", labels, STATE_VALUES.get(state, 0))
+        out.add("ucarp_master", labels, 1 if state == "MASTER" else 0)
+        out.add("ucarp_maintenance", labels, 1 if inst.field("maintenance") else 0)
+        out.add("ucarp_link_up", labels, 1 if inst.field("link_up") else 0)
+        out.add("ucarp_healthy", labels, 1 if inst.healthy else 0)
+        for key, name in (
+            ("since", "ucarp_since_seconds"),
+            ("transitions", "ucarp_transitions_total"),
+            ("adverts_sent", "ucarp_adverts_sent_total"),
+            ("adverts_received", "ucarp_adverts_received_total"),
+            ("send_errors", "ucarp_send_errors_total"),
+        ):
+            value = _num(inst.field(key))
+            if value is not None:
+                out.add(name, labels, value)
+        dropped = inst.field("dropped")
+        if isinstance(dropped, dict):
+            for reason in sorted(dropped):
+                count = _num(dropped[reason])
+                if count is not None:
+                    out.add("ucarp_dropped_packets_total", {**labels, "reason": str(reason)}, count)
+        last = inst.field("last_script")
+        if isinstance(last, dict):
+            code = last.get("returncode")
+            if not isinstance(code, int) or last.get("timed_out") or last.get("error") is not None:
+                code = NO_EXIT_STATUS
+            out.add("ucarp_last_script_exit_code", labels, code)
+    return out
+
+
+def render(statedir: str) -> str:
+    """The whole exposition for the instances in ``statedir``."""
+    return collect(scan(statedir)).render()
+
+
+def metrics_main(argv: list[str]) -> int:
+    """``pyucarp metrics [--statedir DIR] [--textfile PATH] [--interval N]``."""
+    parser = argparse.ArgumentParser(
+        prog="pyucarp metrics",
+        description="Print the state of this host's pyucarp instances in Prometheus text "
+        "format, or write it atomically to a file for node-exporter's textfile collector.",
+    )
+    parser.add_argument("--statedir", default=DEFAULT_STATEDIR, metavar="DIR",
+                        help=f"the daemons' --statedir (default {DEFAULT_STATEDIR})")
+    parser.add_argument("--textfile", metavar="PATH",
+                        help="write to PATH (atomically; node-exporter reads *.prom files)")
+    parser.add_argument("--interval", type=float, metavar="N",
+                        help="with --textfile: rewrite the file every N seconds until SIGTERM")
+    args = parser.parse_args(argv)
+    if args.interval is not None:
+        if args.textfile is None:
+            parser.error("--interval needs --textfile")
+        if args.interval <= 0:
+            parser.error("--interval must be positive")
+    if args.textfile is None:
+        sys.stdout.write(render(args.statedir))
+        return 0
+    if args.interval is None:
+        return _write_textfile(args.textfile, args.statedir)
+    return _write_forever(args.textfile, args.statedir, args.interval)
+
+
+def _write_textfile(path: str, statedir: str) -> int:
+    try:
+        atomic_write(path, render(statedir).encode(), mode=0o644)
+    except OSError as exc:
+        print(f"pyucarp metrics: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_forever(path: str, statedir: str, interval: float) -> int:
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    status = 0
+    next_at = time.monotonic()
+    while not stop.is_set():
+        # A write error (full disk) is reported and retried next time, not fatal.
+        status = _write_textfile(path, statedir)
+        next_at += interval
+        stop.wait(max(0.0, next_at - time.monotonic()))
+    return status
