@@ -34,6 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Callable
 
+from .machine import leave_takeover_delay
 from .lab import Host, Lab, LabError, Prober, largest_gap
 
 VIP = "192.0.2.100"
@@ -458,12 +459,12 @@ class Story:
     def step_graceful(self) -> None:
         """4. SIGTERM alpha (-z): its leave advert lets beta take over at once."""
         self.heading(4, "Graceful hand-off")
-        skew = 20 / 256
+        skew = leave_takeover_delay(20)
         self.explain(
             "Now alpha is stopped on purpose, for maintenance: SIGTERM, and because it runs "
             "with --shutdown (-z) it hands over cleanly. Its last advertisement says 'I am "
             "leaving' (advbase 255, advskew 255), so beta need not wait 3 seconds: it takes "
-            f"over after just its own advskew/256 = {skew:.3f} s.")
+            f"over after just an eighth of its own advskew/256 = {skew:.3f} s.")
         self.pause()
         alpha = self.nodes["alpha"]
         start = time.monotonic()
