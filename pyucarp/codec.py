@@ -187,7 +187,12 @@ class Advert:
     @property
     def is_leave(self) -> bool:
         """True for pyucarp's leave message (advbase 255, advskew 255)."""
-        return self.advbase == LEAVE_ADVBASE and self.advskew == LEAVE_ADVSKEW
+        return is_leave(self.advbase, self.advskew)
+
+
+def is_leave(advbase: int, advskew: int) -> bool:
+    """True for the values of pyucarp's leave advert (advbase 255, advskew 255)."""
+    return advbase == LEAVE_ADVBASE and advskew == LEAVE_ADVSKEW
 
 
 def parse_frame(frame: bytes) -> CarpFrame | Dropped:

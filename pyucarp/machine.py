@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Callable, Literal, Union
 
-from .codec import COUNTER_MODULO, LEAVE_ADVBASE, LEAVE_ADVSKEW, Advert
+from .codec import COUNTER_MODULO, LEAVE_ADVBASE, LEAVE_ADVSKEW, Advert, is_leave
 
 SENDAD_MAX_ERRORS = 3  # ucarp's CARP_SENDAD_MAX_ERRORS
 SENDAD_MIN_SUCCESS = 3  # ucarp's CARP_SENDAD_MIN_SUCCESS
@@ -103,7 +103,7 @@ class SendAdvert:
     @property
     def is_leave(self) -> bool:
         """True for the leave advert."""
-        return self.advbase == LEAVE_ADVBASE and self.advskew == LEAVE_ADVSKEW
+        return is_leave(self.advbase, self.advskew)
 
 
 @dataclass(frozen=True)
