@@ -10,6 +10,8 @@
 #   DIR/etc/ucarp/vip-down.sh       (else .dist beside them)
 #   DIR/etc/ucarp/ucarp0.sample     a sample interface file, to copy into interface/
 #   DIR/etc/ucarp/interface/        one file per virtual address (mode 0700: passwords)
+#   DIR/etc/systemd/system/ucarp@.service and DIR/usr/local/lib/pyucarp/ucarp-instance
+#                                   the systemd unit template and its helper
 #
 # --prefix is accepted as another name for --root. --ucarp-exec sets UCARP_EXEC in a newly
 # installed /etc/default/ucarp (default: /usr/local/bin/ucarp, where `pip install` puts
@@ -106,6 +108,12 @@ put "$src/etc/ucarp/vip-up.sh" "$root/etc/ucarp/vip-up.sh" 0755
 put "$src/etc/ucarp/vip-down.sh" "$root/etc/ucarp/vip-down.sh" 0755
 install -m 0600 "$src/etc/ucarp/interface/ucarp0" "$root/etc/ucarp/ucarp0.sample"
 say "installed $root/etc/ucarp/ucarp0.sample (copy it into $root/etc/ucarp/interface/ and edit it)"
+
+# The systemd alternative to the init script: one unit instance per interface file.
+install -d -m 0755 "$root/etc/systemd/system" "$root/usr/local/lib/pyucarp"
+install -m 0644 "$src/etc/systemd/ucarp@.service" "$root/etc/systemd/system/ucarp@.service"
+install -m 0755 "$src/etc/systemd/ucarp-instance" "$root/usr/local/lib/pyucarp/ucarp-instance"
+say "installed $root/etc/systemd/system/ucarp@.service (systemctl start ucarp@ucarp0)"
 
 # The UCARP_EXEC that will be used, for a warning now rather than at boot.
 ucarp_exec=$(sed -n 's/^UCARP_EXEC=//p' "$defaults" | tail -n 1)

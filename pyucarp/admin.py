@@ -13,6 +13,8 @@ Health, as ``pyucarp status`` reports it and exits (LSB ``status`` style):
 * ``script-failed``: the last up/down script exited non-zero, timed out, was killed by a
   signal, or could not be started: the VIP may not be configured as the state says.
 * ``unreadable``: the state file exists but is not a pyucarp state document.
+* ``hung``: the daemon runs but has not refreshed its file (every 5 s) for over 30 s: its
+  event loop is stuck.
 
 Exit status: 0 when every instance is healthy, 1 when at least one is not, 3 when there is
 no instance at all (LSB "program is not running"), 2 for a usage error.
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from .atomic import atomic_write
-from .statefile import CONTROL_SIGNAL, DEFAULT_STATEDIR
+from .statefile import CONTROL_SIGNAL, DEFAULT_STATEDIR, STATE_REFRESH_SECONDS
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
@@ -46,6 +48,8 @@ PROBLEM_DEAD = "dead"
 PROBLEM_LINK_DOWN = "link-down"
 PROBLEM_SCRIPT_FAILED = "script-failed"
 PROBLEM_UNREADABLE = "unreadable"
+PROBLEM_HUNG = "hung"
+HUNG_AFTER_SECONDS = 6 * STATE_REFRESH_SECONDS  # six missed heartbeats
 
 
 def daemon_alive(pid: int) -> bool:
@@ -114,6 +118,9 @@ class Instance:
         if not self.running:
             return (PROBLEM_DEAD,)  # the rest of a stale file is history
         problems = []
+        updated = self.data.get("updated")
+        if isinstance(updated, (int, float)) and time.time() - updated > HUNG_AFTER_SECONDS:
+            problems.append(PROBLEM_HUNG)
         if self.data.get("link_up") is False:
             problems.append(PROBLEM_LINK_DOWN)
         if script_failed(self.data.get("last_script")):

@@ -49,7 +49,7 @@ def run_daemon(args: list[str]) -> int:
     log = UcarpLog(
         facility=parsed.facility,
         debug=parsed.debug,
-        console=True,
+        console=not _stderr_is_journal(),
         syslog_enabled=parsed.facility != "none",
     )
     try:
@@ -127,6 +127,16 @@ def _daemonize(log: UcarpLog, keep: list[int]) -> None:
     log.close()  # its socket is about to be closed with every other descriptor
     context.open()
     log.reopen()
+
+
+def _stderr_is_journal() -> bool:
+    """Under systemd, stderr may be the journal, which also gets syslog: print once."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
 
 
 def _fatal(message: str, *, facility: str) -> None:

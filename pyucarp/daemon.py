@@ -38,10 +38,9 @@ from .machine import (
 from .netio import CarpSocket
 from .replay import ReplayGuard
 from .scripts import ScriptResult, ScriptRunner
-from .statefile import CONTROL_SIGNAL, StateFile
+from .statefile import CONTROL_SIGNAL, STATE_REFRESH_SECONDS, StateFile
 
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
-STATE_REFRESH_SECONDS = 5.0  # counters reach the state file at most this late
 SCRIPT_DRAIN_SECONDS = 30.0  # how long a graceful exit waits for the downscript
 
 _SEVERITY_LEVEL = {
@@ -135,7 +134,6 @@ class Daemon:
         self._selector = selectors.DefaultSelector()
         self._exit_code: int | None = None
         self._state_refresh_at = 0.0
-        self._last_snapshot: dict[str, object] | None = None
         self._exit_signal: int | None = None
 
     # ------------------------------------------------------------------ running
@@ -229,7 +227,10 @@ class Daemon:
                     )
                     continue
                 self.stats.adverts_received += 1
+                master = self.machine.master
                 self._apply(now, self.machine.advert_received(now, result))
+                if self.machine.master != master:  # a new master is news for status
+                    self._write_state(now)
             else:
                 self._dropped(now, result)
 
@@ -407,17 +408,12 @@ class Daemon:
 
     def _write_state(self, now: float) -> None:
         """Write the state file if anything in it changed (and re-arm the refresh)."""
+        # Rewritten at least every refresh period: "updated" is the daemon's heartbeat.
         self._state_refresh_at = now + STATE_REFRESH_SECONDS
-        snapshot = self.snapshot(now)
-        comparable = {k: v for k, v in snapshot.items() if k != "updated"}
-        if comparable == self._last_snapshot:
-            return
         try:
-            self.statefile.write(snapshot)
+            self.statefile.write(self.snapshot(now))
         except OSError as exc:
             self.log.limited("statefile", Level.ERROR, f"State file: {exc}", now)
-            return
-        self._last_snapshot = comparable
 
     def snapshot(self, now: float) -> dict[str, object]:
         """Everything an admin wants to know about this instance, JSON-ready."""
@@ -456,6 +452,8 @@ class Daemon:
                 "kind": last.kind,
                 "argv": list(last.argv),
                 "returncode": last.returncode,
+                "signal": last.signal,
+                "duration": round(last.duration, 3),
                 "timed_out": last.timed_out,
                 "error": last.error,
             },

@@ -73,6 +73,9 @@ pyucarp extensions:
 --pidfile=<file>: write the daemon's pid to <file>
 --statedir=<dir>: directory for the JSON state file (default /run/pyucarp)
 --script-timeout=<seconds>: kill an up/down script still running after this (default 60)
+
+Administration (the pyucarp command): pyucarp status | demote | promote | metrics | watch
+(pyucarp SUBCOMMAND --help for each)
 """
 """The ``--help`` text: ucarp's, with pyucarp's name and version and its two extra options."""
 

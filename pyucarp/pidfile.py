@@ -46,6 +46,12 @@ class PidFile:
         pid = self.read()
         if pid is not None and pid != os.getpid() and _alive(pid):
             raise ConfigError(f"Already running with pid {pid} (pid file [{self.path}])")
+        # Stale (its daemon died without cleaning up): remove it now, so that a start
+        # failing later does not leave it behind either.
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
         return True
 
     def write(self) -> None:

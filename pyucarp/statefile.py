@@ -11,6 +11,7 @@ from .atomic import atomic_write
 from .config import Config
 
 DEFAULT_STATEDIR = "/run/pyucarp"
+STATE_REFRESH_SECONDS = 5.0  # a running daemon rewrites its state file at least this often
 # `pyucarp demote/promote` write or remove the maintenance flag, then send this signal so
 # the daemon re-reads it at once (SIGUSR2 keeps ucarp's meaning: a 3 s demotion).
 CONTROL_SIGNAL = signal.SIGRTMIN + 1

@@ -1,0 +1,239 @@
+"""``etc/systemd/ucarp@.service`` and its helper ``ucarp-instance``; the pid file's life.
+
+The unit is checked with ``systemd-analyze verify`` where it exists. The helper is run as
+the unit runs it (``ucarp-instance NAME``), inside a namespace, with a defaults file and an
+interface file like the init script's: it must exec a working daemon (the helper's pid is
+the daemon's), keep the password off every command line, and leave nothing stale behind
+whether the daemon is stopped, killed, refused or fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemons import REPO, VIP_DOWN, VIP_UP, pyucarp_env
+from netlab import Host, Lab, pid_alive, wait_until
+
+UNIT = REPO / "etc" / "systemd" / "ucarp@.service"
+HELPER = REPO / "etc" / "systemd" / "ucarp-instance"
+INSTALLED_HELPER = "/usr/local/lib/pyucarp/ucarp-instance"
+PASSWORD = "p4ss-w0rd"
+VIP = "192.0.2.100"
+
+
+def unit_settings() -> dict[str, list[str]]:
+    """``Key=value`` lines of the unit, all values of each key."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_unit_settings() -> None:
+    s = unit_settings()
+    assert s["Type"] == ["simple"]
+    assert s["ExecStart"] == [f"{INSTALLED_HELPER} %i"]
+    assert s["ExecStopPost"] == [f"{INSTALLED_HELPER} --cleanup %i"]
+    assert s["Restart"] == ["on-failure"] and s["KillSignal"] == ["SIGTERM"]
+    assert s["RestartPreventExitStatus"] == ["6"]
+    # The daemon's -z graceful exit waits up to 30 s for the downscript.
+    assert int(s["TimeoutStopSec"][0]) > 30
+    assert s["WantedBy"] == ["multi-user.target"]
+    assert os.access(HELPER, os.X_OK)
+    assert subprocess.run(["sh", "-n", str(HELPER)]).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing")
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    # The helper is verified where it is in this tree (verify checks it is executable).
+    (tmp_path / UNIT.name).write_text(UNIT.read_text().replace(INSTALLED_HELPER, str(HELPER)))
+    proc = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "ucarp@ucarp0.service")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "ucarp@" not in proc.stderr, proc.stderr  # no warning about our unit
+    # And verify really checks: a missing helper is an error.
+    (tmp_path / UNIT.name).write_text(UNIT.read_text().replace(INSTALLED_HELPER, "/nonexistent/x"))
+    bad = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "ucarp@ucarp0.service")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+
+
+class Setup:
+    """A defaults file, an interface directory and the run/state directories in ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ifdir = root / "interface"
+        self.ifdir.mkdir()
+        self.rundir = root / "run"
+        self.statedir = root / "state"
+        self.record = root / "calls.txt"
+        self.record.touch()
+        exec_path = root / "ucarp"
+        exec_path.write_text(f'#!/bin/sh\nexec {shutil.which("python3") or "python3"} -m pyucarp "$@"\n')
+        exec_path.chmod(0o755)
+        scripts = {}
+        for kind, target in (("up", VIP_UP), ("down", VIP_DOWN)):
+            path = root / f"{kind}.sh"
+            path.write_text(f'#!/bin/sh\necho "{kind} $* $VIRTUAL_NETMASK" >> "{self.record}"\n'
+                            f'exec "{target}" "$@"\n')
+            path.chmod(0o755)
+            scripts[kind] = path
+        self.defaults = root / "default-ucarp"
+        self.defaults.write_text(
+            f"UCARP_EXEC={exec_path}\nOPTIONS=\"-z\"\nIFCONFIG=/nonexistent/ifconfig\n"
+            f"UPSCRIPT={scripts['up']}\nDOWNSCRIPT={scripts['down']}\n"
+            f"R_INTERFACE={self.ifdir}\nUCARP_RUNDIR={self.rundir}\n"
+            f"UCARP_STATEDIR={self.statedir}\n"
+        )
+
+    def interface_file(self, name: str, host: Host, **changes: str) -> None:
+        values = {
+            "INTERFACE": "eth0:carp0", "INSTANCE_ID": "42", "PASSWORD": PASSWORD,
+            "VIRTUAL_ADDRESS": VIP, "VIRTUAL_NETMASK": "255.255.255.0",
+            "VIRTUAL_BROADCAST": "192.0.2.255", "SOURCE_ADDRESS": host.ip,
+            "UCARP_BASE": "1",
+            # -B would detach from systemd: the helper must drop it.
+            "OPTIONS": '"-r 1 -B -f none"',
+        }
+        values.update(changes)
+        (self.ifdir / name).write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+    @property
+    def pidfile(self) -> Path:
+        return self.rundir / "ucarp0.pid"
+
+    @property
+    def statefile(self) -> Path:
+        return self.statedir / "eth0_carp0-42.json"
+
+    def env(self) -> dict[str, str]:
+        env = pyucarp_env()
+        env["UCARP_DEFAULTS"] = str(self.defaults)
+        return env
+
+    def start(self, host: Host, name: str = "ucarp0") -> subprocess.Popen[Any]:
+        log = open(self.root / f"{name}.log", "ab")
+        try:
+            return host.popen(["sh", str(HELPER), name], stdout=log, stderr=subprocess.STDOUT,
+                              env=self.env(), cwd="/")
+        finally:
+            log.close()
+
+    def run(self, host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", host.netns, "sh", str(HELPER), *args],
+                              capture_output=True, text=True, env=self.env(), timeout=30,
+                              stdin=subprocess.DEVNULL)
+
+    def log(self, name: str = "ucarp0") -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def pid_in_file(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def _vip_cidrs(host: Host) -> list[str]:
+    return [a for a in host.addresses(with_prefix=True) if a.startswith(VIP + "/")]
+
+
+@pytest.mark.netns
+def test_helper_runs_the_daemon_and_nothing_goes_stale(lab: Lab, tmp_path: Path) -> None:
+    host = lab.add_host("a", "192.0.2.1/24")
+    setup = Setup(tmp_path)
+    setup.interface_file("ucarp0", host)
+
+    # Started as systemd would: the helper execs, so its pid is the daemon's.
+    first = setup.start(host)
+    assert wait_until(lambda: setup.pid_in_file() == first.pid, 10), setup.log()
+    assert wait_until(lambda: _vip_cidrs(host) == [f"{VIP}/24"], 10), setup.log()
+    cmdline = Path(f"/proc/{first.pid}/cmdline").read_bytes().split(b"\0")
+    assert PASSWORD.encode() not in b" ".join(cmdline)
+    assert b"-o" in cmdline and b"/dev/fd/3" in cmdline and b"-z" in cmdline
+    assert b"-B" not in cmdline and f"--pidfile={setup.pidfile}".encode() in cmdline
+    assert "ignoring -B in OPTIONS" in setup.log()
+    assert wait_until(setup.statefile.exists, 5)
+    calls = setup.record.read_text().splitlines()
+    assert calls[-1] == f"up eth0:carp0 {VIP} 255.255.255.0"  # the file's variables reach it
+
+    # A second start beside the live daemon is refused; the pid file stays the live one's.
+    refused = setup.run(host, "ucarp0")
+    assert refused.returncode == 1 and f"Already running with pid {first.pid}" in refused.stderr
+    assert setup.pid_in_file() == first.pid and pid_alive(first.pid)
+
+    # SIGKILL: the pid file is left stale; the next start sees it is stale and starts.
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=5)
+    assert setup.pid_in_file() == first.pid
+    second = setup.start(host)
+    assert wait_until(lambda: setup.pid_in_file() == second.pid, 10), setup.log()
+    assert wait_until(lambda: [c.split()[0] for c in setup.record.read_text().splitlines()]
+                      == ["down", "up", "down", "up"], 10), setup.record.read_text()
+
+    # SIGTERM (systemctl stop): downscript, exit 0, no pid file, no state file, no VIP.
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=15) == 0, setup.log()
+    assert setup.record.read_text().splitlines()[-1].startswith("down eth0:carp0")
+    assert not setup.pidfile.exists() and not setup.statefile.exists()
+    assert _vip_cidrs(host) == []
+    assert setup.run(host, "--cleanup", "ucarp0").returncode == 0  # nothing left to do
+
+    # A failed start leaves no pid file either.
+    setup.interface_file("ucarp0", host, SOURCE_ADDRESS="192.0.2.77")
+    failed = setup.run(host, "ucarp0")
+    assert failed.returncode == 1 and "192.0.2.77" in failed.stderr
+    assert not setup.pidfile.exists() and not setup.statefile.exists()
+
+    # Killed while MASTER: ExecStopPost's --cleanup removes the pid file, state file and VIP.
+    setup.interface_file("ucarp0", host)
+    third = setup.start(host)
+    assert wait_until(lambda: setup.pid_in_file() == third.pid and bool(_vip_cidrs(host)), 10)
+    assert wait_until(setup.statefile.exists, 5)
+    third.send_signal(signal.SIGKILL)
+    third.wait(timeout=5)
+    cleanup = setup.run(host, "--cleanup", "ucarp0")
+    assert cleanup.returncode == 0 and f"removed {VIP} left behind" in cleanup.stderr
+    assert not setup.pidfile.exists() and not setup.statefile.exists()
+    assert _vip_cidrs(host) == []
+
+
+def test_helper_configuration_errors(tmp_path: Path) -> None:
+    # No namespace needed: the helper stops before it starts anything.
+    setup = Setup(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", str(HELPER), *args], capture_output=True, text=True,
+                              env=setup.env(), timeout=30, stdin=subprocess.DEVNULL)
+
+    missing = run("nofile")
+    assert missing.returncode == 6 and "no readable interface file" in missing.stderr
+    (setup.ifdir / "broken").write_text("INTERFACE=eth0\nPASSWORD='unterminated\n")
+    broken = run("broken")
+    assert broken.returncode == 6 and "cannot read" in broken.stderr
+    (setup.ifdir / "partial").write_text("INTERFACE=eth0\nINSTANCE_ID=3\n")
+    partial = run("partial")
+    assert partial.returncode == 6
+    assert "does not set: PASSWORD VIRTUAL_ADDRESS SOURCE_ADDRESS" in partial.stderr
+    assert run("../etc").returncode == 2 and run().returncode == 2
+    # The caller's environment cannot supply a file's variables.
+    env = setup.env() | {"PASSWORD": "x", "VIRTUAL_ADDRESS": VIP, "SOURCE_ADDRESS": "192.0.2.1"}
+    leaked = subprocess.run(["sh", str(HELPER), "partial"], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert leaked.returncode == 6
+    setup.defaults.write_text(setup.defaults.read_text() + "run_ucarp=0\n")
+    (setup.ifdir / "ok").write_text(f"INTERFACE=eth0\nINSTANCE_ID=3\nPASSWORD=x\n"
+                                    f"VIRTUAL_ADDRESS={VIP}\nSOURCE_ADDRESS=192.0.2.1\n")
+    disabled = run("ok")
+    assert disabled.returncode == 0 and "disabled" in disabled.stderr
