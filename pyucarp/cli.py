@@ -79,11 +79,12 @@ def _start(config: Config, log: UcarpLog) -> int:
     for script, word in ((config.upscript, "up"), (config.downscript, "down")):
         if not script:
             log.warning(f"Warning: no script called when going {word}")
-        elif not os.access(script, os.X_OK):
+        elif not os.path.isfile(script) or not os.access(script, os.X_OK):
             raise ConfigError(f"Script [{script}] is not an executable file")
     pidfile = PidFile(config.pidfile) if config.pidfile else None
     if pidfile is not None:
         pidfile.check_free()
+        pidfile.check_writable()  # before -B detaches: the error still reaches the terminal
     log.info(f"Local advertised ethernet address is [{':'.join(f'{b:02x}' for b in facts.mac)}]")
     sock = open_carp_socket(config)
     monitor = LinkMonitor()

@@ -41,6 +41,7 @@ from .scripts import ScriptResult, ScriptRunner
 from .statefile import CONTROL_SIGNAL, STATE_REFRESH_SECONDS, StateFile
 
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+VIP_RESTORE_HOLDOFF = 5.0  # at most one upscript rerun per this many seconds
 SCRIPT_DRAIN_SECONDS = 30.0  # how long a graceful exit waits for the downscript
 
 _SEVERITY_LEVEL = {
@@ -134,6 +135,7 @@ class Daemon:
         self._selector = selectors.DefaultSelector()
         self._exit_code: int | None = None
         self._state_refresh_at = 0.0
+        self._vip_restore_after = 0.0
         self._exit_signal: int | None = None
 
     # ------------------------------------------------------------------ running
@@ -238,10 +240,8 @@ class Daemon:
         if dropped.reason is DropReason.OWN:
             return
         self.stats.dropped[dropped.reason.name.lower()] += 1
-        if dropped.reason in _WARNED_DROPS:
-            self.log.limited(dropped.reason.name, Level.WARNING, dropped.message, now)
-        else:
-            self.log.debug(dropped.message)
+        level = Level.WARNING if dropped.reason in _WARNED_DROPS else Level.DEBUG
+        self.log.limited(dropped.reason.name, level, dropped.message, now)
 
     def _read_link(self, now: float) -> None:
         assert self.monitor is not None
@@ -266,12 +266,25 @@ class Daemon:
     def _address_event(self, now: float, event: AddressEvent) -> None:
         if event.index != self.facts.index or event.address.ip != self.config.addr:
             return
-        if event.deleted and self.machine.state is State.MASTER:
-            self.log.warning(
-                f"Virtual address [{self.config.addr_text}] was removed from "
-                f"[{self.config.device}] while MASTER: running the upscript again"
+        if not event.deleted or self.machine.state is not State.MASTER:
+            return
+        if self.runner.running() or self.runner.pending():
+            return  # a script is at work on the address (an upscript may del and re-add it)
+        if now < self._vip_restore_after:
+            self.log.limited(
+                "vip-removed",
+                Level.WARNING,
+                f"Virtual address [{self.config.addr_text}] removed again from "
+                f"[{self.config.device}]: not rerunning the upscript so soon",
+                now,
             )
-            self._apply(now, [RunScript("up")])
+            return
+        self._vip_restore_after = now + VIP_RESTORE_HOLDOFF
+        self.log.warning(
+            f"Virtual address [{self.config.addr_text}] was removed from "
+            f"[{self.config.device}] while MASTER: running the upscript again"
+        )
+        self._apply(now, [RunScript("up")])
 
     def _set_link(self, now: float, up: bool) -> None:
         if self.config.ignoreifstate:

@@ -54,9 +54,22 @@ class PidFile:
             pass
         return True
 
+    def check_writable(self) -> None:
+        """Fail now (one clear line) if the pid file could not be written later."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if os.path.isdir(self.path):
+            raise ConfigError(f"Unable to write pid file [{self.path}]: Is a directory")
+        if not os.path.isdir(directory):
+            raise ConfigError(f"Unable to write pid file [{self.path}]: No such directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"Unable to write pid file [{self.path}]: Permission denied")
+
     def write(self) -> None:
         """Write our pid atomically (a reader sees the old file or the whole new one)."""
-        atomic_write(self.path, f"{os.getpid()}\n".encode())
+        try:
+            atomic_write(self.path, f"{os.getpid()}\n".encode(), make_dirs=False)
+        except OSError as exc:
+            raise ConfigError(f"Unable to write pid file [{self.path}]: {exc.strerror}") from None
         self._written_pid = os.getpid()
 
     def remove(self) -> None:
