@@ -16,7 +16,7 @@ import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 from .codec import AdvertCodec, Advert, Dropped, DropReason, gratuitous_arp
 from .config import Config
@@ -320,10 +320,13 @@ class Daemon:
             self._set_link(now, facts.running)
 
     def _reap_scripts(self, now: float) -> None:
-        for result in self.runner.handle(now):
+        self._script_results(now, self.runner.handle(now))
+
+    def _script_results(self, now: float, results: list[ScriptResult]) -> None:
+        for result in results:
             self.stats.last_script = result
-            ok = result.returncode == 0
-            self._apply(now, self.machine.script_finished(result.kind, ok))  # type: ignore[arg-type]
+            kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
+            self._apply(now, self.machine.script_finished(kind, result.returncode == 0))
             self._write_state(now)
 
     # ------------------------------------------------------------------ signals
@@ -408,6 +411,8 @@ class Daemon:
     def _run_script(self, now: float, action: RunScript) -> None:
         script = self.config.upscript if action.kind == "up" else self.config.downscript
         if not script:
+            # Nothing to run is a script that finished at once (a leave advert may wait).
+            self._apply(now, self.machine.script_finished(action.kind, True))
             return
         argv = [script, self.config.interface, self.config.addr_text]
         if self.config.xparam is not None:
@@ -476,8 +481,10 @@ class Daemon:
 
     def _finish(self) -> None:
         if self._exit_code == 0 and self.config.shutdown:
-            # -z: the downscript must have run before we go (ucarp runs it inline).
-            self.runner.drain(time.monotonic() + SCRIPT_DRAIN_SECONDS)
+            # -z: the downscript must have run before we go (ucarp runs it inline); its
+            # end releases the leave advert, so the socket is still open here.
+            results = self.runner.drain(time.monotonic() + SCRIPT_DRAIN_SECONDS)
+            self._script_results(self.clock(), results)
         self.log.flush(self.clock())
         signal.set_wakeup_fd(-1)
         # Each release is independent: one failing must not leave the state file behind.

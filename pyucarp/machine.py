@@ -33,7 +33,8 @@ Where pyucarp deliberately does better (each keeps a mixed cluster correct):
 
 * A new MASTER advertises at once, before its upscript has run (ucarp waits for it).
 * Leaving MASTER on demotion, maintenance or graceful shutdown sends a leave advert
-  (advbase 255, advskew 255): ucarp backups treat it as a master about to time out
+  (advbase 255, advskew 255) once the downscript has run — the VIP is gone from this
+  host before anyone is told to take it, so two hosts never hold it together: ucarp backups treat it as a master about to time out
   and take over at once; pyucarp backups take over after advskew/2048 s (an eighth of
   the skew part of the master-down time): at most 125 ms, and still in order of
   preference when several backups are listening.
@@ -203,6 +204,8 @@ class CarpMachine:
         self._send_successes = 0
         self._suppressed = False
         self._master_left_pending = False  # the master-down timer runs for a leave advert
+        self._leave_pending = False  # a leave advert waits for the downscripts to finish
+        self._downscripts_running = 0  # RunScript("down") asked for and not yet finished
 
     # ------------------------------------------------------------------ queries
 
@@ -287,6 +290,9 @@ class CarpMachine:
             self.master = None
             return self._master_left(now, actions)
         self.master = MasterInfo(advert.src, advert.advbase, advert.advskew)
+        # Someone already took over (our downscript was slow): a late leave advert would
+        # only make the other backups take over a second time.
+        self._leave_pending = False
         if self._quiet_until is not None or self.maintenance:
             # Demoted or in maintenance: listen, never take over.
             return actions
@@ -373,24 +379,34 @@ class CarpMachine:
         return actions
 
     def shutdown(self, now: float) -> list[Action]:
-        """Graceful exit (-z): leave advert if MASTER, downscript unless already BACKUP."""
+        """Graceful exit (-z): downscript unless already BACKUP, then a leave advert if
+        we were MASTER. The shell waits for the downscript before it exits."""
         actions: list[Action] = []
         if self.state is State.MASTER and self.link_up:
-            self._send_advert(LEAVE_ADVBASE, LEAVE_ADVSKEW, actions)
+            self._leave_pending = True
         if self.state is not State.BACKUP:
             actions.append(StateChanged(self.state, State.BACKUP, Reason.SHUTDOWN))
-            actions.append(RunScript("down"))
             self.state = State.BACKUP
+            self._run_downscript(actions)
+        self._release_leave(actions)
         self._advert_due = None
         self._master_down_at = None
         self._quiet_until = None
         return actions
 
     def script_finished(self, kind: Literal["up", "down"], ok: bool) -> list[Action]:
-        """An upscript that configured the VIP is followed by one more gratuitous ARP."""
+        """A script ended (or there was none to run: the shell says so at once).
+
+        An upscript that configured the VIP is followed by one more gratuitous ARP; the
+        last pending downscript releases a waiting leave advert, whatever its outcome.
+        """
+        actions: list[Action] = []
         if kind == "up" and ok and self.state is State.MASTER:
-            return [SendGratuitousArp()]
-        return []
+            actions.append(SendGratuitousArp())
+        elif kind == "down" and self._downscripts_running > 0:
+            self._downscripts_running -= 1
+            self._release_leave(actions)
+        return actions
 
     # ------------------------------------------------------------------ internals
 
@@ -425,6 +441,7 @@ class CarpMachine:
         if self._master_left_pending:
             self._master_left_pending = False
             reason = Reason.MASTER_LEFT if reason is Reason.MASTER_DOWN else reason
+        self._leave_pending = False  # taking the VIP back: nobody is to be told to take it
         self._enter(now, State.MASTER, reason, actions)
         self.master = MasterInfo(self.params.srcip, self.params.advbase, self.advskew)
         self._master_down_at = None
@@ -437,8 +454,20 @@ class CarpMachine:
 
     def _leave_master(self, now: float, reason: Reason, actions: list[Action]) -> None:
         if self.state is State.MASTER and self.link_up:
-            self._send_advert(LEAVE_ADVBASE, LEAVE_ADVSKEW, actions)
+            self._leave_pending = True
         self._enter(now, State.BACKUP, reason, actions)
+        self._release_leave(actions)
+
+    def _release_leave(self, actions: list[Action]) -> None:
+        """Send the waiting leave advert once no downscript is left to finish."""
+        if self._leave_pending and self._downscripts_running == 0:
+            self._leave_pending = False
+            if self.state is not State.MASTER and self.link_up:
+                self._send_advert(LEAVE_ADVBASE, LEAVE_ADVSKEW, actions)
+
+    def _run_downscript(self, actions: list[Action]) -> None:
+        self._downscripts_running += 1
+        actions.append(RunScript("down"))
 
     def _enter(self, now: float, new: State, reason: Reason, actions: list[Action]) -> None:
         old = self.state
@@ -453,7 +482,7 @@ class CarpMachine:
             self._advert_due = None
             self._delayed_arp = -1
             if old is not State.INIT or not self.params.neutral:
-                actions.append(RunScript("down"))
+                self._run_downscript(actions)
 
     def _next_counter(self) -> int:
         if self._counter is None:

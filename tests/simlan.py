@@ -7,17 +7,25 @@ A discrete-event scheduler (a heap of ``(time, seq, event)``) plays the shell's 
 calls ``handle_timer`` at ``next_wakeup()``, delivers frames after a seeded per-link delay
 with optional jitter, loss and duplication, and reports send results back to the machine.
 
+Scripts run as the daemon runs them: one at a time, in the order asked for, each taking the
+node's ``script_time``; each end is reported to the machine (which may release a leave
+advert). The address is taken to be on a node from the start of an upscript to the end of
+the next downscript (the widest window either script could touch it in), so that tests can
+check that two nodes never hold it at once.
+
 Nodes can be started late, killed (they vanish silently), revived (a fresh process),
 partitioned, demoted (SIGUSR2), put in maintenance, unplugged, made to fail their sends, and
-shut down gracefully (-z). The simulation records every state change, so that tests can
-measure how long the segment had two masters ("dual master time") or none ("no-master time").
+shut down gracefully (-z: as the daemon's exit path, the node stops listening, drains its
+scripts, feeding their ends to the machine so that the leave advert goes out, then ends).
+The simulation records every state change, so that tests can measure how long the segment
+had two masters ("dual master time") or none ("no-master time").
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -74,6 +82,7 @@ class NodeSpec:
     password: bytes | None = None  # None: the segment's password
     byteorder: Literal["little", "big"] = "little"
     script_time: float = 0.05  # how long its up/down scripts take
+    scripts_ok: bool = True  # whether they exit with status 0
 
     def params(self) -> Params:
         """The machine parameters for this node."""
@@ -112,7 +121,11 @@ class SimNode:
     send_ok: bool = True
     timer_gen: int = 0
     timer_at: float | None = None
-    scripts: list[tuple[float, str]] = field(default_factory=list)
+    exiting: bool = False  # -z: the loop has ended, the scripts are being drained
+    scripts: list[tuple[float, str]] = field(default_factory=list)  # (asked at, kind)
+    script_queue: deque[Literal["up", "down"]] = field(default_factory=deque)
+    script_running: tuple[float, Literal["up", "down"]] | None = None  # (started, kind)
+    script_runs: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, kind)
     arps: list[float] = field(default_factory=list)
     sent: list[tuple[float, SendAdvert]] = field(default_factory=list)
     accepted: list[tuple[float, Advert]] = field(default_factory=list)
@@ -226,6 +239,9 @@ class SimLan:
                 return
             node.incarnation += 1
             node.timer_at = None
+            node.exiting = False
+            node.script_queue.clear()
+            node.script_running = None
             rng = random.Random(f"{self.seed}-{name}-{node.incarnation}")
             node.machine = CarpMachine(node.spec.params(), lambda: rng.getrandbits(64))
             self._record(node, None, State.INIT, "process started")
@@ -240,19 +256,22 @@ class SimLan:
             node = self.nodes[name]
             if node.machine is not None:
                 self._record(node, node.machine.state, None, "killed")
-                node.machine = None
+                self._vanish(node)
 
         self.at(at, go)
 
     def shutdown(self, name: str, at: float) -> None:
-        """Graceful exit (-z): the machine's last actions go out, then the process ends."""
+        """Graceful exit (-z), as the daemon's exit path: the machine's last actions are
+        carried out, the loop ends (no more frames, timers or signals), the scripts are
+        drained with each end fed to the machine (the leave advert goes out after the
+        downscript), then the process ends."""
 
         def go() -> None:
             node = self.nodes[name]
-            if node.machine is not None:
+            if node.machine is not None and not node.exiting:
                 self._apply(node, node.machine.shutdown(self.now))
-                self._record(node, node.machine.state, None, "exited")
-                node.machine = None
+                node.exiting = True
+                self._exit_when_idle(node)
 
         self.at(at, go)
 
@@ -270,7 +289,7 @@ class SimLan:
         def go() -> None:
             node = self.nodes[name]
             node.link_up = up
-            if node.machine is not None:
+            if node.machine is not None and not node.exiting:
                 self._apply(node, node.machine.set_link(self.now, up))
 
         self.at(at, go)
@@ -362,12 +381,52 @@ class SimLan:
         """Every state change with ``start <= time <= end``."""
         return [tr for tr in self.transitions if start <= tr.time <= end]
 
+    def vip_holds(self, name: str) -> list[tuple[float, float]]:
+        """When ``name`` held the address: from the start of an upscript to the end of the
+        next downscript (or until now).
+
+        A killed process runs no downscript: its host keeps the address until a later
+        incarnation's (start) downscript has run, as a real host would.
+        """
+        node = self.nodes[name]
+        runs = list(node.script_runs)
+        if node.script_running is not None:
+            runs.append((node.script_running[0], float("inf"), node.script_running[1]))
+        holds: list[tuple[float, float]] = []
+        since: float | None = None
+        for start, end, kind in runs:
+            if kind == "up" and since is None:
+                since = start
+            elif kind == "down" and since is not None:
+                holds.append((since, min(end, self.now)))
+                since = None
+        if since is not None:
+            holds.append((since, self.now))
+        return holds
+
+    def vip_overlap_time(self, start: float = 0.0, end: float | None = None) -> float:
+        """How long two or more nodes held the address at once within [start, end]."""
+        end = self.now if end is None else end
+        edges: list[tuple[float, int]] = []
+        for name in self.nodes:
+            for lo, hi in self.vip_holds(name):
+                lo, hi = max(lo, start), min(hi, end)
+                if hi > lo:
+                    edges += [(lo, 1), (hi, -1)]
+        total, holders, last = 0.0, 0, start
+        for t, step in sorted(edges):  # at equal times a release sorts before a take
+            if holders >= 2:
+                total += t - last
+            holders += step
+            last = t
+        return total
+
     # ------------------------------------------------------------ internals
 
     def _call(self, name: str, at: float, fn: Callable[[CarpMachine], list[Action]]) -> None:
         def go() -> None:
             node = self.nodes[name]
-            if node.machine is not None:
+            if node.machine is not None and not node.exiting:  # no signals after the loop
                 self._apply(node, fn(node.machine))
 
         self.at(at, go)
@@ -388,25 +447,55 @@ class SimLan:
                 node.arps.append(self.now)
             elif isinstance(action, RunScript):
                 node.scripts.append((self.now, action.kind))
-                self._script_done_later(node, action.kind)
+                node.script_queue.append(action.kind)
+                if node.script_running is None:
+                    self._start_script(node)
             elif isinstance(action, StateChanged):
                 self._record(node, action.old, action.new, action.reason.value)
             else:
                 node.logs.append((self.now, action))
         self._arm_timer(node)
 
-    def _script_done_later(self, node: SimNode, kind: Literal["up", "down"]) -> None:
+    def _start_script(self, node: SimNode) -> None:
+        """Start the next queued script; its end is reported to the machine."""
+        kind = node.script_queue.popleft()
+        started = self.now
+        node.script_running = (started, kind)
         incarnation = node.incarnation
 
         def done() -> None:
-            if node.machine is not None and node.incarnation == incarnation:
-                self._apply(node, node.machine.script_finished(kind, True))
+            if node.machine is None or node.incarnation != incarnation:
+                return
+            node.script_running = None
+            node.script_runs.append((started, self.now, kind))
+            # As the daemon's runner: the next script starts before the machine hears of
+            # this one's end, so that whatever that end asks for queues behind it.
+            if node.script_queue:
+                self._start_script(node)
+            self._apply(node, node.machine.script_finished(kind, node.spec.scripts_ok))
+            self._exit_when_idle(node)
 
-        self.at(self.now + node.spec.script_time, done)
+        self.at(started + node.spec.script_time, done)
+
+    def _exit_when_idle(self, node: SimNode) -> None:
+        """End an exiting node's process once its scripts are drained."""
+        if node.exiting and node.machine is not None and node.script_running is None:
+            self._record(node, node.machine.state, None, "exited")
+            self._vanish(node)
+
+    def _vanish(self, node: SimNode) -> None:
+        running = node.script_running
+        if running is not None and running[1] == "up":
+            # Its end is never reported, but the address may be up: count it as held.
+            node.script_runs.append((running[0], self.now, "up"))
+        node.machine = None
+        node.exiting = False
+        node.script_queue.clear()
+        node.script_running = None
 
     def _arm_timer(self, node: SimNode) -> None:
         machine = node.machine
-        if machine is None:
+        if machine is None or node.exiting:
             return
         wake = machine.next_wakeup()
         if wake == node.timer_at:
@@ -419,6 +508,8 @@ class SimLan:
 
         def fire() -> None:
             if node.machine is None or node.incarnation != incarnation or node.timer_gen != gen:
+                return
+            if node.exiting:
                 return
             node.timer_at = None
             self._apply(node, node.machine.handle_timer(self.now))
@@ -448,8 +539,8 @@ class SimLan:
 
     def _deliverer(self, node: SimNode, frame: bytes) -> Event:
         def deliver() -> None:
-            if node.machine is None or not node.link_up:
-                return
+            if node.machine is None or not node.link_up or node.exiting:
+                return  # an exiting daemon no longer reads its socket
             result = node.codec.decode(frame)
             if isinstance(result, Dropped):
                 node.drops[result.reason] += 1

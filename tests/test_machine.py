@@ -83,9 +83,14 @@ def rig(seed: int = 7, **kw: Any) -> Rig:
 
 
 def master_rig(start: float = 0.0, **kw: Any) -> tuple[Rig, float]:
-    """A machine that became MASTER by its master-down timer; returns it and the time."""
+    """A machine that became MASTER by its master-down timer; returns it and the time.
+
+    Its start downscript has been reported finished, as the shell does, so that no
+    downscript is outstanding.
+    """
     r = rig(**kw)
     r.m.start(start)
+    assert r.m.script_finished("down", True) == []
     t = r.m.next_wakeup()
     assert t is not None
     r.m.handle_timer(t)
@@ -376,10 +381,16 @@ def test_demote_from_master_leaves_then_stays_quiet_three_seconds() -> None:
     r, t0 = master_rig(preempt=True)
     t = t0 + 0.5
     acts = r.m.demote(t)
-    assert acts[0].__class__ is SendAdvert and acts[0].is_leave  # the leave advert first
-    assert acts[1:] == [SWITCH_BACKUP, StateChanged(State.MASTER, State.BACKUP, Reason.DEMOTION), DOWN]
+    # BACKUP and the downscript, no advert: the VIP is still here, nobody may take it yet
+    assert acts == [SWITCH_BACKUP, StateChanged(State.MASTER, State.BACKUP, Reason.DEMOTION), DOWN]
     assert r.m.state is State.BACKUP
     assert r.m.next_wakeup() == t + DEMOTION_QUIET == t + 3
+    # the downscript's end releases the leave advert (once); the quiet time is unchanged
+    n = len(r.draws)
+    assert r.m.script_finished("down", True) == [SendAdvert(255, 255, r.draws[n])]
+    assert len(r.draws) == n + 1
+    assert r.m.script_finished("down", True) == []
+    assert r.m.state is State.BACKUP and r.m.next_wakeup() == t + 3
     # quiet: neither a worse master (with preempt), a slow one, a leave nor the clock wakes us
     assert r.m.advert_received(t + 0.5, adv(1, 200)) == []
     assert r.m.advert_received(t + 0.6, adv(9, 0)) == []
@@ -415,10 +426,16 @@ def test_demote_in_backup_does_nothing() -> None:
 def test_maintenance_on_and_off() -> None:
     r, t0 = master_rig(preempt=True)
     acts = r.m.set_maintenance(t0 + 1, True)
-    assert acts[0] == Log(Severity.WARNING, "Entering maintenance: staying BACKUP")
-    assert isinstance(acts[1], SendAdvert) and acts[1].is_leave
-    assert acts[2:] == [SWITCH_BACKUP, StateChanged(State.MASTER, State.BACKUP, Reason.MAINTENANCE), DOWN]
+    assert acts == [
+        Log(Severity.WARNING, "Entering maintenance: staying BACKUP"),
+        SWITCH_BACKUP,
+        StateChanged(State.MASTER, State.BACKUP, Reason.MAINTENANCE),
+        DOWN,
+    ]
     assert r.m.maintenance and r.m.next_wakeup() is None
+    leave = r.m.script_finished("down", True)  # the VIP is gone: now the others may take it
+    assert len(leave) == 1 and isinstance(leave[0], SendAdvert) and leave[0].is_leave
+    assert r.m.state is State.BACKUP and r.m.next_wakeup() is None
     assert r.m.set_maintenance(t0 + 1.5, True) == []
     for a in (adv(1, 200), adv(9, 0), adv(255, 255)):
         assert r.m.advert_received(t0 + 2, a) == []
@@ -496,13 +513,15 @@ def test_advert_while_link_down_is_not_even_followed_for_the_counter() -> None:
 # ---------------------------------------------------------------- shutdown
 
 
-def test_shutdown_as_master_leaves_then_downscript() -> None:
+def test_shutdown_as_master_runs_the_downscript_then_leaves() -> None:
     r, t0 = master_rig()
     acts = r.m.shutdown(t0 + 1)
-    assert len(acts) == 3
-    assert isinstance(acts[0], SendAdvert) and acts[0].is_leave
-    assert acts[1:] == [StateChanged(State.MASTER, State.BACKUP, Reason.SHUTDOWN), DOWN]
+    assert acts == [StateChanged(State.MASTER, State.BACKUP, Reason.SHUTDOWN), DOWN]
     assert r.m.state is State.BACKUP and r.m.next_wakeup() is None
+    n = len(r.draws)
+    assert r.m.script_finished("down", True) == [SendAdvert(255, 255, r.draws[n])]
+    assert r.m.script_finished("down", True) == []
+    assert r.m.next_wakeup() is None
 
 
 def test_shutdown_as_backup_does_nothing() -> None:
@@ -511,7 +530,19 @@ def test_shutdown_as_backup_does_nothing() -> None:
     assert r.m.shutdown(1) == [] and r.m.next_wakeup() is None
     r2, t0 = master_rig()
     r2.m.demote(t0)
+    assert r2.m.script_finished("down", True) != []  # the demotion's leave went out
     assert r2.m.shutdown(t0 + 1) == [] and r2.m.next_wakeup() is None
+    assert r2.m.script_finished("down", True) == []  # and is not sent again
+
+
+def test_shutdown_while_a_leave_waits_still_sends_it_once() -> None:
+    """Demoted, downscript still running, then -z: the shell drains it; the leave goes out."""
+    r, t0 = master_rig()
+    assert of(r.m.demote(t0), SendAdvert) == []
+    assert r.m.shutdown(t0 + 0.1) == []  # already BACKUP: no second downscript
+    acts = r.m.script_finished("down", False)
+    assert len(acts) == 1 and isinstance(acts[0], SendAdvert) and acts[0].is_leave
+    assert r.m.script_finished("down", True) == []
 
 
 # ---------------------------------------------------------------- send errors
@@ -634,8 +665,142 @@ def test_leave_advert_sends_no_gratuitous_arp(how: str) -> None:
         acts = r.m.set_maintenance(t, True)
     else:
         acts = r.m.shutdown(t)
-    assert of(acts, SendAdvert)[0].is_leave
+    assert DOWN in acts and of(acts, SendAdvert) == [] and ARP not in acts
+    acts = r.m.script_finished("down", True)
+    assert [a.is_leave for a in of(acts, SendAdvert)] == [True]
     assert ARP not in acts
+    # nor later: the ARP that was due with advert #3 is dropped with the VIP
+    nw = r.m.next_wakeup()
+    assert nw is None or ARP not in r.m.handle_timer(nw)
+
+
+# ---------------------------------------------------------------- the leave waits for the downscripts
+
+
+def leave_of(acts: list[Action]) -> bool:
+    """True when ``acts`` is exactly one leave advert."""
+    return len(acts) == 1 and isinstance(acts[0], SendAdvert) and acts[0].is_leave
+
+
+def test_leave_waits_for_the_last_outstanding_downscript() -> None:
+    """The start's downscript is still running (scripts run in order) when the node becomes
+    MASTER and is demoted: the leave goes out after the second downscript, not the first."""
+    r = rig()
+    assert DOWN in r.m.start(0.0)
+    assert UP in r.m.handle_timer(3.0)
+    acts = r.m.demote(3.5)
+    assert DOWN in acts and of(acts, SendAdvert) == []
+    assert r.m.script_finished("down", True) == []  # the start's downscript
+    assert r.m.script_finished("up", True) == []  # the upscript: no ARP, we are BACKUP
+    assert leave_of(r.m.script_finished("down", True))  # the demotion's downscript
+    assert r.m.script_finished("down", True) == []
+
+
+@pytest.mark.parametrize("how", ["demote", "maintenance", "shutdown"])
+def test_a_failed_downscript_still_releases_the_leave(how: str) -> None:
+    r, t0 = master_rig()
+    if how == "demote":
+        r.m.demote(t0 + 0.5)
+    elif how == "maintenance":
+        r.m.set_maintenance(t0 + 0.5, True)
+    else:
+        r.m.shutdown(t0 + 0.5)
+    assert leave_of(r.m.script_finished("down", False))
+
+
+@pytest.mark.parametrize("how", ["demote", "maintenance", "demote+preempt"])
+def test_becoming_master_again_before_the_downscript_ends_cancels_the_leave(how: str) -> None:
+    r, t0 = master_rig(preempt=how == "demote+preempt")
+    if how == "maintenance":
+        r.m.set_maintenance(t0, True)
+        r.m.set_maintenance(t0 + 1, False)
+        acts = r.m.handle_timer(t0 + 4)  # nobody took over: master down again
+        reason = Reason.MASTER_DOWN
+    else:
+        r.m.demote(t0)
+        assert r.m.handle_timer(t0 + 3) == []  # quiet over
+        if how == "demote":
+            acts = r.m.handle_timer(t0 + 6)
+            reason = Reason.MASTER_DOWN
+        else:
+            acts = r.m.advert_received(t0 + 3.5, adv(1, 200))
+            reason = Reason.PREEMPTION
+    assert changes(acts) == [StateChanged(State.BACKUP, State.MASTER, reason)]
+    assert [a.is_leave for a in of(acts, SendAdvert)] == [False]  # an ordinary advert
+    assert r.m.script_finished("down", True) == []  # the VIP is ours again: no leave
+    assert r.m.script_finished("up", True) == [ARP]
+    assert r.m.state is State.MASTER
+    nw = r.m.next_wakeup()
+    assert nw is not None
+    assert [a.is_leave for a in of(r.m.handle_timer(nw), SendAdvert)] == [False]
+
+
+def test_a_cancelled_leave_stays_cancelled_when_the_node_steps_down_otherwise() -> None:
+    """Demoted, MASTER again before the downscript ended, then a preferred master makes it
+    step down: stepping down sends no leave, and the cancelled one does not come back."""
+    r, t0 = master_rig(advskew=10)
+    r.m.demote(t0)
+    r.m.handle_timer(t0 + 3)
+    r.m.handle_timer(t0 + 6 + 10 / 256)
+    assert r.m.state is State.MASTER
+    acts = r.m.advert_received(t0 + 6.5, adv(1, 0))
+    assert changes(acts)[0].reason is Reason.PREFERRED_MASTER and DOWN in acts
+    assert [a.is_leave for a in of(acts, SendAdvert)] == [False]  # the one more advert
+    for kind in ("down", "up", "down"):
+        assert r.m.script_finished(kind, True) == [], kind
+
+
+def test_leaving_twice_sends_one_leave_after_the_last_downscript() -> None:
+    """Demoted, back to MASTER before the downscript ended, demoted again: one leave only,
+    after the second downscript (the first one's leave was cancelled)."""
+    r, t0 = master_rig()
+    r.m.demote(t0)
+    r.m.handle_timer(t0 + 3)
+    assert UP in r.m.handle_timer(t0 + 6)
+    acts = r.m.demote(t0 + 6.5)
+    assert DOWN in acts and of(acts, SendAdvert) == []
+    assert r.m.script_finished("down", True) == []
+    assert r.m.script_finished("up", True) == []
+    assert leave_of(r.m.script_finished("down", True))
+    assert r.m.script_finished("down", True) == []
+
+
+def test_link_lost_while_the_downscript_runs_sends_no_leave() -> None:
+    r, t0 = master_rig()
+    r.m.demote(t0)
+    # already BACKUP: carrier loss adds no downscript
+    assert r.m.set_link(t0 + 0.1, False) == [Log(Severity.WARNING, "Interface lost its carrier")]
+    assert r.m.script_finished("down", True) == []
+    # dropped, not deferred: carrier coming back sends nothing either
+    assert of(r.m.set_link(t0 + 1, True), SendAdvert) == []
+    assert r.m.script_finished("down", True) == []
+    assert of(r.m.handle_timer(t0 + 3), SendAdvert) == []
+
+
+def test_a_new_master_heard_before_the_downscript_ends_cancels_the_leave() -> None:
+    r, t0 = master_rig()
+    r.m.demote(t0)
+    # a backup took over by its own timer while our downscript was still running
+    assert of(r.m.advert_received(t0 + 3.1, adv(1, 10, src=OTHER)), SendAdvert) == []
+    assert r.m.script_finished("down", True) == []  # no leave: it would only disturb
+
+
+def test_link_back_before_the_downscript_ends_sends_the_leave() -> None:
+    """What counts is the carrier when the downscript ends: the VIP is gone by then."""
+    r, t0 = master_rig()
+    r.m.set_maintenance(t0, True)
+    r.m.set_link(t0 + 0.1, False)
+    r.m.set_link(t0 + 0.2, True)
+    assert leave_of(r.m.script_finished("down", True))
+
+
+def test_leave_counter_follows_the_peer() -> None:
+    r, t0 = master_rig(advskew=50)
+    assert NON_PREFERRED in r.m.advert_received(t0 + 0.2, adv(1, 60, counter=41))
+    r.m.demote(t0 + 0.5)
+    n = len(r.draws)
+    assert r.m.script_finished("down", True) == [SendAdvert(255, 255, 42)]
+    assert len(r.draws) == n  # no random draw once a peer was heard
 
 
 def test_master_ignores_an_equal_advert_from_its_own_address() -> None:
@@ -801,7 +966,12 @@ def timeval_us(advbase: int, advskew: int) -> int:
 
 
 class MachineModel(RuleBasedStateMachine):
-    """Random inputs with increasing ``now``; the shell's loop is modelled by ``advance``."""
+    """Random inputs with increasing ``now``; the shell's loop is modelled by ``advance``.
+
+    Leaving MASTER (demotion, maintenance) is modelled as pyucarp does it: the downscript is
+    asked for and a leave advert waits until every downscript asked for has finished; it goes
+    out then (BACKUP, carrier up) unless the node became MASTER again meanwhile.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -813,6 +983,8 @@ class MachineModel(RuleBasedStateMachine):
         self.peer: int | None = None
         self.draw_idx = 0
         self.scripts: list[str] = []
+        self.downs = 0  # downscripts asked for and not yet reported finished
+        self.leave_pending = False  # a leave advert waits for self.downs to reach 0
         self.errors = 0
         self.successes = 0
         self.suppress = False
@@ -829,7 +1001,8 @@ class MachineModel(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ checking one call
 
-    def check(self, acts: list[Action], before: State) -> None:
+    def check(self, acts: list[Action], before: State, leave: bool = False) -> None:
+        """Check one call's actions; ``leave``: the model expects the leave advert here."""
         s = before
         changed: list[StateChanged] = []
         for a in acts:
@@ -838,8 +1011,11 @@ class MachineModel(RuleBasedStateMachine):
                 s = a.new
                 changed.append(a)
             elif isinstance(a, SendAdvert):
-                assert s is State.MASTER, acts  # leave and step-down adverts go out before the switch
-                if not a.is_leave:
+                if a.is_leave:
+                    # only once the downscripts are done: the VIP is gone, we are BACKUP
+                    assert leave and s is State.BACKUP and self.link, acts
+                else:
+                    assert s is State.MASTER, acts  # the step-down advert goes out before the switch
                     assert a.advbase == self.p.advbase
                     assert a.advskew == self.m.advskew
                 if self.peer is not None:
@@ -858,12 +1034,16 @@ class MachineModel(RuleBasedStateMachine):
                 self.scripts.append(a.kind)
                 if a.kind == "up":
                     assert any(isinstance(x, SendAdvert) for x in acts[: acts.index(a)])
+                else:
+                    self.downs += 1
         assert len(changed) <= 1, acts
         assert s is self.m.state
+        assert [a.is_leave for a in of(acts, SendAdvert)].count(True) == int(leave), acts
         for c in changed:
             if c.new is State.MASTER:
                 assert c.reason in (Reason.MASTER_DOWN, Reason.PREEMPTION, Reason.SLOW_MASTER, Reason.MASTER_LEFT)
                 assert UP in acts and ARP in acts
+                self.leave_pending = False  # the VIP is ours again: nobody is to take it
             elif c.old is not State.INIT or not self.p.neutral:
                 assert DOWN in acts
         assert len(self.r.draws) == self.draw_idx  # type: ignore[union-attr]
@@ -935,6 +1115,8 @@ class MachineModel(RuleBasedStateMachine):
             return
         quiet = self.quiet_until is not None
         leave = (advbase, advskew) == (255, 255)
+        if not leave:
+            self.leave_pending = False  # another master exists: a late leave is pointless
         if leave and not quiet and not self.maint:
             if p.advskew == 0:
                 assert m.state is State.MASTER
@@ -982,10 +1164,11 @@ class MachineModel(RuleBasedStateMachine):
     def demote(self) -> None:
         before = self.m.state
         acts = self.m.demote(self.now)
-        self.check(acts, before)
+        self.check(acts, before)  # no leave advert yet: the downscript runs first
         if before is State.MASTER:
-            assert isinstance(acts[0], SendAdvert) and acts[0].is_leave
+            assert acts == [SWITCH_BACKUP, StateChanged(State.MASTER, State.BACKUP, Reason.DEMOTION), DOWN]
             self.quiet_until = self.now + DEMOTION_QUIET
+            self.leave_pending = True
         else:
             assert acts == []
 
@@ -993,8 +1176,15 @@ class MachineModel(RuleBasedStateMachine):
     def maintenance(self, on: bool) -> None:
         before = self.m.state
         acts = self.m.set_maintenance(self.now, on)
+        changed = on != self.maint
         self.maint = on
-        self.check(acts, before)
+        self.check(acts, before)  # no leave advert yet: the downscript runs first
+        if changed and on and before is State.MASTER:
+            assert changes(acts) == [StateChanged(State.MASTER, State.BACKUP, Reason.MAINTENANCE)]
+            assert acts[-1] == DOWN
+            self.leave_pending = True
+        elif not changed:
+            assert acts == []
 
     @rule(up=st.booleans())
     def link_change(self, up: bool) -> None:
@@ -1004,28 +1194,60 @@ class MachineModel(RuleBasedStateMachine):
         self.check(acts, before)
         assert of(acts, SendAdvert) == []
 
-    @rule(kind=st.sampled_from(["up", "down"]), ok=st.booleans())
+    def downscript_done(self) -> bool:
+        """The model's bookkeeping for one finished downscript: True if the leave is due."""
+        if self.downs == 0:
+            return False  # nothing was asked for: a stray report changes nothing
+        self.downs -= 1
+        if self.downs > 0 or not self.leave_pending:
+            return False
+        self.leave_pending = False
+        return self.link  # no carrier now: the leave is dropped, not deferred
+
+    @rule(kind=st.sampled_from(["up", "down", "down"]), ok=st.booleans())
     def script_done(self, kind: Literal["up", "down"], ok: bool) -> None:
+        """A script ended, whatever its outcome (the shell also reports a missing one)."""
+        before = self.m.state
+        leave = kind == "down" and self.downscript_done()
         acts = self.m.script_finished(kind, ok)
-        assert acts == ([ARP] if (kind, ok, self.m.state) == ("up", True, State.MASTER) else [])
+        self.check(acts, before, leave=leave)
+        if kind == "up":
+            assert acts == ([ARP] if ok and before is State.MASTER else [])
+        elif not leave:
+            assert acts == []
+        else:
+            assert len(acts) == 1 and isinstance(acts[0], SendAdvert)
+            assert (acts[0].advbase, acts[0].advskew) == (255, 255)  # counter: checked above
+        assert self.m.state is before
 
     @precondition(lambda self: self.r is not None)
-    @rule()
-    def shutdown_copy(self) -> None:
-        """Shutdown ends the run, so it is tried on a copy."""
+    @rule(oks=st.lists(st.booleans(), min_size=6, max_size=6))
+    def shutdown_copy(self, oks: list[bool]) -> None:
+        """Shutdown ends the run, so it is tried on a copy; the shell then drains every
+        outstanding script (the downscripts are all that matter to the machine)."""
         m = copy.deepcopy(self.m)  # shares the random source with the original
         drawn = len(self.r.draws)  # type: ignore[union-attr]
         acts = m.shutdown(self.now)
+        assert of(acts, SendAdvert) == []  # never before the downscript
+        downs, leave_due = self.downs, self.leave_pending
         if self.m.state is State.MASTER:
-            assert isinstance(acts[0], SendAdvert) and acts[0].is_leave
-            if self.peer is None:
-                assert acts[0].counter == self.r.draws[drawn]  # type: ignore[union-attr]
-            else:
-                assert acts[0].counter == (self.peer + 1) % 2**64
-            self.draw_idx = len(self.r.draws)  # type: ignore[union-attr]
-            assert acts[1:][-2:] == [StateChanged(State.MASTER, State.BACKUP, Reason.SHUTDOWN), DOWN]
+            assert acts == [StateChanged(State.MASTER, State.BACKUP, Reason.SHUTDOWN), DOWN]
+            downs, leave_due = downs + 1, True
         else:
             assert acts == []
+        assert m.next_wakeup() is None and m.state is State.BACKUP
+        for i in range(downs):
+            out = m.script_finished("down", oks[i % len(oks)])
+            if i < downs - 1 or not (leave_due and self.link):
+                assert out == [], (i, downs, out)
+                continue
+            assert len(out) == 1 and isinstance(out[0], SendAdvert) and out[0].is_leave
+            if self.peer is None:
+                assert out[0].counter == self.r.draws[drawn]  # type: ignore[union-attr]
+            else:
+                assert out[0].counter == (self.peer + 1) % 2**64
+        assert m.script_finished("down", True) == []  # the leave goes out at most once
+        self.draw_idx = len(self.r.draws)  # type: ignore[union-attr]
         assert m.next_wakeup() is None and m.state is State.BACKUP
 
     # ------------------------------------------------------------ invariants
@@ -1039,6 +1261,8 @@ class MachineModel(RuleBasedStateMachine):
         assert m.suppressed is self.suppress
         nw = m.next_wakeup()
         assert nw is None or nw > now
+        if self.leave_pending:  # only a BACKUP waits to send a leave, and only for a downscript
+            assert m.state is State.BACKUP and self.downs > 0
         if m.state is State.MASTER:
             assert self.link and not self.maint and self.quiet_until is None
             skew = max(p.advskew, SUPPRESSED_ADVSKEW) if self.suppressed_ever else p.advskew

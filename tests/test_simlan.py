@@ -1,7 +1,8 @@
 """Clusters of pyucarp state machines on a simulated segment (tests/simlan.py).
 
 Frames go through the real codec; time is virtual. Each test states a protocol bound and
-measures it: how long two nodes were MASTER at once, how long none was.
+measures it: how long two nodes were MASTER at once, how long none was, and, for the
+hand-offs, how long two nodes held the address at once (never, when a master leaves).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 import pytest
 
 from pyucarp.codec import DropReason
-from pyucarp.machine import Reason, State
+from pyucarp.machine import Reason, State, leave_takeover_delay
 from simlan import LinkModel, NodeSpec, SimLan
 
 D = 0.0005  # one-way link delay
@@ -37,6 +38,32 @@ def assert_settled(sim: SimLan, since: float) -> None:
     assert all(s in (State.MASTER, State.BACKUP, None) for s in sim.states().values())
     assert sim.transitions_between(since, sim.now) == []
     assert sim.dual_master_time(since) == 0 and sim.no_master_time(since) == 0
+
+
+def assert_leave_hand_off(sim: SimLan, old: str, new: str, at: float) -> float:
+    """``old`` left MASTER at ``at`` (demotion, maintenance or -z): its downscript ran at
+    once, its leave advert went out as the downscript ended and not before, ``new`` took
+    over one frame and an eighth of its skew later, and the address was never on two nodes.
+    Returns when ``new`` took over."""
+    o, n = sim.nodes[old], sim.nodes[new]
+    takeovers = sim.became_master(new, after=at)
+    assert takeovers, sim.transitions_between(at, sim.now)
+    took = takeovers[0]
+    downs = [(s, e) for s, e, kind in o.script_runs if kind == "down" and s >= at]
+    assert downs and downs[0] == (at, at + o.spec.script_time)
+    gone = downs[0][1]
+    sent = [(t, ad.is_leave) for t, ad in o.sent if at <= t <= took]
+    assert sent == [(gone, True)]  # nothing while the address was still here
+    assert gone + D - TOL <= took
+    assert took <= gone + sim.link.max_delay + leave_takeover_delay(n.spec.advskew) + TOL
+    # with no master from ``at`` (old is BACKUP at once) until ``new`` took over
+    assert sim.no_master_time(at - 1, took + 0.5) == pytest.approx(took - at, abs=TOL)
+    assert sim.dual_master_time(at - 1, took + 0.5) == 0
+    # the address: old's ends with its downscript; new's begins when it takes over
+    assert [e for s, e in sim.vip_holds(old) if s < at <= e] == [gone]
+    assert [s for s, _ in sim.vip_holds(new) if s >= at][:1] == [took]
+    assert sim.vip_overlap_time(at - 1, took + 0.5) == 0
+    return took
 
 
 # ---------------------------------------------------------------- convergence
@@ -168,25 +195,31 @@ def test_tie_break_with_equal_skews(byteorder: Literal["little", "big"], winner:
 # ---------------------------------------------------------------- graceful hand-over
 
 
-def three(preempt: bool = False) -> SimLan:
+def three(preempt: bool = False, script_time: float = 0.05) -> SimLan:
+    """a (skew 0, the master), b (10), c (50); ``script_time``: how long a's scripts take."""
     return lan(
-        NodeSpec("a", ip(1), advskew=0, preempt=preempt),
+        NodeSpec("a", ip(1), advskew=0, preempt=preempt, script_time=script_time),
         NodeSpec("b", ip(2), advskew=10, preempt=preempt),
         NodeSpec("c", ip(3), advskew=50, preempt=preempt),
         link=LinkModel(delay=D, spread=0.0005),
     )
 
 
-def test_demotion_hands_over_within_the_takeover_skew() -> None:
-    sim = three()
+# a's downscript: instant, the default, and slow but within b's master-down time
+SCRIPT_TIMES = [0.0, 0.05, 1.5]
+
+
+@pytest.mark.parametrize("script_time", SCRIPT_TIMES)
+def test_demotion_hands_over_within_the_takeover_skew(script_time: float) -> None:
+    sim = three(script_time=script_time)
     sim.demote("a", at=20.25)
     sim.run(40)
     assert sim.masters() == ["b"]
-    (t,) = sim.became_master("b")
-    assert t <= 20.25 + sim.link.max_delay + 10 / 256 + TOL
-    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
-    assert sim.dual_master_time() == 0
-    assert sim.became_master("c") == []  # b's first advert cancelled c's shorter wait
+    assert_leave_hand_off(sim, "a", "b", at=20.25)
+    assert len(sim.became_master("b")) == 1
+    assert sim.dual_master_time() == 0 and sim.vip_overlap_time() == 0
+    assert sim.no_master_time(10) <= script_time + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    assert sim.became_master("c") == []  # b's first advert cancelled c's longer wait
     a = sim.nodes["a"]
     assert a.scripts[-1] == (20.25, "down")
     assert sim.became_master("a", after=20.25) == []  # quiet, then a normal backup
@@ -197,20 +230,49 @@ def test_demotion_with_preempt_returns_after_the_quiet_time() -> None:
     sim.demote("a", at=20.25)
     sim.run(40)
     assert sim.masters() == ["a"]
+    assert_leave_hand_off(sim, "a", "b", at=20.25)
     (back,) = sim.became_master("a", after=20.25)
     assert 23.25 <= back <= 23.25 + 1 + 10 / 256 + sim.link.max_delay + TOL
     assert sim.dual_master_time() <= sim.link.max_delay + TOL
-    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
+    assert sim.no_master_time(10) <= 0.05 + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    # Preemption is no leave: a takes the address, b drops it once it heard a's advert.
+    b = sim.nodes["b"]
+    assert sim.vip_overlap_time(back - 1) <= sim.link.max_delay + b.spec.script_time + TOL
 
 
-def test_shutdown_hands_over_within_the_takeover_skew() -> None:
-    sim = three()
+@pytest.mark.parametrize("script_time", SCRIPT_TIMES)
+def test_shutdown_hands_over_within_the_takeover_skew(script_time: float) -> None:
+    sim = three(script_time=script_time)
     sim.shutdown("a", at=20.5)
     sim.run(40)
     assert sim.masters() == ["b"]
-    assert sim.nodes["a"].scripts[-1] == (20.5, "down") and not sim.nodes["a"].alive
-    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
-    assert sim.dual_master_time() == 0
+    a = sim.nodes["a"]
+    assert a.scripts[-1] == (20.5, "down") and not a.alive
+    # the process lived on until its downscript had ended and its leave had gone out
+    exits = [(tr.time, tr.old, tr.why) for tr in sim.transitions if tr.node == "a" and tr.new is None]
+    assert exits == [(20.5 + script_time, State.BACKUP, "exited")]
+    assert_leave_hand_off(sim, "a", "b", at=20.5)
+    assert sim.no_master_time(10) <= script_time + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    assert sim.dual_master_time() == 0 and sim.vip_overlap_time() == 0
+
+
+def test_shutdown_drains_every_queued_script_before_the_leave() -> None:
+    """-z just after a takeover: the upscript still runs, the downscript queues behind it;
+    the leave goes out when the last one ended, and only then does the process end."""
+    sim = lan(NodeSpec("a", ip(1), script_time=0.4), NodeSpec("b", ip(2), advskew=10),
+              link=LinkModel(delay=D))
+    sim.kill("b", at=0.0)  # alone first: a becomes MASTER at 3.0, its upscript runs to 3.4
+    sim.revive("b", at=2.5)
+    sim.shutdown("a", at=3.1)
+    sim.run(20)
+    a = sim.nodes["a"]
+    assert [(s, e, k) for s, e, k in a.script_runs if s >= 3] == [(3.0, 3.4, "up"), (3.4, 3.8, "down")]
+    assert [(t, ad.is_leave) for t, ad in a.sent if t > 3.0] == [(3.8, True)]
+    assert [tr.time for tr in sim.transitions if tr.node == "a" and tr.new is None] == [3.8]
+    assert sim.masters() == ["b"]
+    (took,) = sim.became_master("b")
+    assert 3.8 + D <= took <= 3.8 + D + leave_takeover_delay(10) + TOL
+    assert sim.vip_overlap_time() == 0
 
 
 def test_shutdown_of_a_backup_changes_nothing() -> None:
@@ -219,6 +281,7 @@ def test_shutdown_of_a_backup_changes_nothing() -> None:
     sim.run(40)
     assert sim.masters() == ["a"] and sim.nodes["c"].scripts == [(0.0, "down")]
     assert sim.no_master_time(3) == 0
+    assert [tr.time for tr in sim.transitions if tr.node == "c" and tr.new is None] == [20.5]
 
 
 def test_maintenance_hands_over_and_back() -> None:
@@ -227,9 +290,45 @@ def test_maintenance_hands_over_and_back() -> None:
     sim.set_maintenance("a", False, at=30.0)
     sim.run(50)
     assert sim.masters() == ["a"]
-    assert sim.became_master("b") and min(sim.became_master("b")) <= 20.25 + sim.link.max_delay + 10 / 256 + TOL
+    assert_leave_hand_off(sim, "a", "b", at=20.25)
     assert sim.dual_master_time() <= sim.link.max_delay + TOL
-    assert sim.no_master_time(10) <= sim.link.max_delay + 10 / 256 + TOL
+    assert sim.no_master_time(10) <= 0.05 + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    assert sim.vip_overlap_time(10, 30) == 0
+    # back by preemption (no leave): bounded by one frame and b's downscript
+    assert sim.vip_overlap_time(30) <= sim.link.max_delay + sim.nodes["b"].spec.script_time + TOL
+
+
+@pytest.mark.parametrize("scripts_ok", [True, False])
+def test_failing_downscript_still_hands_over(scripts_ok: bool) -> None:
+    sim = lan(NodeSpec("a", ip(1), scripts_ok=scripts_ok), NodeSpec("b", ip(2), advskew=10))
+    sim.demote("a", at=10.25)
+    sim.run(20)
+    assert sim.masters() == ["b"]
+    assert_leave_hand_off(sim, "a", "b", at=10.25)
+
+
+def test_downscript_slower_than_the_master_down_time() -> None:
+    """The leave waits for the downscript; the backups do not: b takes over by its own
+    timer while a's downscript still runs (so the address may be on both meanwhile), and
+    a, having heard b, never sends its now pointless leave."""
+    sim = three(script_time=4.0)
+    sim.demote("a", at=20.25)
+    sim.run(40)
+    b = sim.nodes["b"]
+    took = sim.became_master("b")[0]
+    last_rx = b.last_accepted_before(20.25 + sim.link.max_delay)
+    assert last_rx is not None
+    assert took == pytest.approx(last_rx + 3 + 10 / 256, abs=TOL) and took < 24.25
+    assert [(t, ad.is_leave) for t, ad in sim.nodes["a"].sent if t >= 20.25] == []
+    assert sim.masters() == ["b"]
+
+
+def test_a_late_leave_after_a_takeover_starts_no_second_takeover() -> None:
+    sim = three(script_time=4.0)
+    sim.demote("a", at=20.25)
+    sim.run(40)
+    assert sim.became_master("c") == []
+    assert sim.dual_master_time() == 0
 
 
 # ---------------------------------------------------------------- segment trouble
@@ -306,6 +405,7 @@ def test_random_disturbances_always_settle() -> None:
         t = 10.0
         for _ in range(8):
             what, victim = rng.choice(kinds), rng.choice(names)
+            holder = sim.masters() == [victim]
             if what == "kill":
                 sim.kill(victim, at=t)
                 sim.revive(victim, at=t + 5)
@@ -330,3 +430,11 @@ def test_random_disturbances_always_settle() -> None:
             sim.run(t)
             assert len(sim.masters()) == 1, (seed, what, sim.states())
             assert sim.dual_master_time(t - 5, t) == 0 and sim.no_master_time(t - 5, t) == 0
+            if holder and what in ("shutdown", "demote", "maintenance"):
+                # a leave hand-off: the victim's address is gone before anyone else's is up
+                left = t - 25
+                (gone,) = [e for s, e in sim.vip_holds(victim) if s < left <= e]
+                assert gone == left + sim.nodes[victim].spec.script_time
+                taken = [s for name in names if name != victim
+                         for s, _ in sim.vip_holds(name) if left <= s <= left + 5]
+                assert taken and min(taken) >= gone, (seed, what, victim)
