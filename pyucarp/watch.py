@@ -18,7 +18,6 @@ HMAC, malformed), 2 usage or capture error, 3 nothing seen.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import hmac
 import struct
 import sys
@@ -26,6 +25,8 @@ import time
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any, Callable, TextIO
+
+from .codec import carp_digest, internet_checksum
 
 IPPROTO_CARP = 112
 CARP_LEN = 36
@@ -38,20 +39,8 @@ MAX_PASSWORD_BYTES = 19  # ucarp's key buffer is 20 bytes with its NUL
 _CARP = struct.Struct("!BBBBBBHQ20s")
 
 
-def carp_hmac(password: bytes, vhid: int, vip: IPv4Address, counter: int) -> bytes:
-    """ucarp's advert HMAC: HMAC-SHA1(password, 02 01 vhid VIP counter[8, big-endian])."""
-    message = bytes((2, 1, vhid)) + vip.packed + counter.to_bytes(8, "big")
-    return hmac.new(password, message, hashlib.sha1).digest()
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 ones' complement sum (0 over a packet whose checksum field is right)."""
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+# The daemon's own definitions: the watch judges adverts exactly as pyucarp does.
+carp_hmac = carp_digest
 
 
 @dataclass(frozen=True)
