@@ -179,8 +179,8 @@ def test_sigterm_with_z_runs_downscript_and_hands_over_at_once(
     assert na.wait_exit(10) == 0, describe(nodes)
     assert [c.kind for c in na.calls(since=t_term)] == ["down"], describe(nodes)
     assert not na.holds_vip()
-    # the leave advert: b takes over after its advskew/256 (0.39 s), not after
-    # its master-down time of 3 + 100/256 s
+    # the leave advert (sent once a's downscript is done): b takes over advskew/2048 s
+    # (0.05 s) later, not after its master-down time of 3 + 100/256 s
     assert nb.wait_calls("up", 5, since=t_term), describe(nodes)
     took = nb.calls("up", since=t_term)[0].t - t_term
     record_property("takeover_s", round(took, 3))

@@ -623,8 +623,8 @@ def test_signal_storm(lab: Lab, tmp_path: Path) -> None:
 
 
 def test_sighup_exits_cleanly_with_z_and_dies_without(lab: Lab, tmp_path: Path) -> None:
-    """SIGHUP with -z: leave advert, downscript, exit 0, state file removed. Without -z:
-    the process dies of the signal, no script."""
+    """SIGHUP with -z: downscript, then the leave advert, exit 0, state file removed.
+    Without -z: the process dies of the signal, no script."""
     z = lab.add_host("z", "192.0.2.1/24")
     n = lab.add_host("n", "192.0.2.2/24")
     (tmp_path / "z").mkdir()
