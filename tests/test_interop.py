@@ -545,6 +545,8 @@ def test_host_loss_fails_over_and_heals_both_ways(
             assert p.b.wait_calls("up", down_time + slack + 1, since=t_wall), describe(p.nodes)
             last = _adverts(cap, p.a)[-1].t
             assert last < t_mono + 0.05
+            # ucarp runs its upscript before its first advert: give the capture a moment
+            assert wait_until(lambda: bool(_adverts(cap, p.b, t_mono)), 3), describe(p.nodes)
             first = _adverts(cap, p.b, t_mono)[0].t
             record_property(f"{p.label}_takeover_s", round(first - last, 3))
             assert down_time - 0.05 <= first - last <= down_time + slack, (
