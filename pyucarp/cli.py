@@ -11,9 +11,9 @@ import signal
 import sys
 from typing import Callable, Sequence
 
-from .config import Config
-from .errors import ConfigError, RuntimeFailure, UcarpError
-from .logs import UcarpLog
+from pyucarp.config.settings import Config
+from pyucarp.errors import ConfigError, RuntimeFailure, UcarpError
+from pyucarp.shell.logs import UcarpLog
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,8 +31,8 @@ def ucarp_main(argv: Sequence[str] | None = None) -> int:
 
 def run_daemon(args: list[str]) -> int:
     """Parse ucarp's options and run one instance until it is told to stop."""
-    from . import options
-    from .iface import default_interface
+    from pyucarp.config import options
+    from pyucarp.shell.iface import default_interface
 
     try:
         parsed = options.parse_args(args, default_interface=default_interface)
@@ -66,10 +66,10 @@ def run_daemon(args: list[str]) -> int:
 
 
 def _start(config: Config, log: UcarpLog) -> int:
-    from .daemon import Daemon, open_carp_socket
-    from .iface import LinkMonitor, interface_facts
-    from .pidfile import PidFile
-    from .scripts import ScriptRunner
+    from pyucarp.shell.loop import Daemon, open_carp_socket
+    from pyucarp.shell.iface import LinkMonitor, interface_facts
+    from pyucarp.shell.pidfile import PidFile
+    from pyucarp.shell.scripts import ScriptRunner
 
     facts = interface_facts(config.device)
     if not any(addr.ip == config.srcip for addr in facts.addresses):
@@ -157,31 +157,31 @@ def _facility_hint(args: list[str]) -> str:
 
 
 def _status(args: list[str]) -> int:
-    from .admin import status_main
+    from pyucarp.ops.admin import status_main
 
     return status_main(args)
 
 
 def _demote(args: list[str]) -> int:
-    from .admin import demote_main
+    from pyucarp.ops.admin import demote_main
 
     return demote_main(args)
 
 
 def _promote(args: list[str]) -> int:
-    from .admin import promote_main
+    from pyucarp.ops.admin import promote_main
 
     return promote_main(args)
 
 
 def _metrics(args: list[str]) -> int:
-    from .metrics import metrics_main
+    from pyucarp.ops.metrics import metrics_main
 
     return metrics_main(args)
 
 
 def _watch(args: list[str]) -> int:
-    from .watch import watch_main  # the only command that imports scapy
+    from pyucarp.ops.watch import watch_main  # the only command that imports scapy
 
     return watch_main(args)
 

@@ -3,7 +3,7 @@
 Three parts, all usable without pytest:
 
 * Frame builders: CARP advertisements byte for byte as ucarp sends them (reference §2),
-  written here independently of :mod:`pyucarp.codec` so the tests do not grade the codec
+  written here independently of :mod:`pyucarp.core.codec` so the tests do not grade the codec
   with its own encoder, plus every way of breaking one (checksums, TTL, version, vhid,
   truncation, random bytes, replays). :func:`hostile_mix` assembles a seeded flood.
 * A flood sender: this file run as ``python3 hostile.py flood IFACE FILE RATE MAXSEC`` inside

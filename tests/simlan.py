@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
 
-from pyucarp.codec import Advert, AdvertCodec, DropReason, Dropped
-from pyucarp.machine import (
+from pyucarp.core.codec import Advert, AdvertCodec, DropReason, Dropped
+from pyucarp.core.machine import (
     Action,
     CarpMachine,
     Log,

@@ -21,7 +21,8 @@ import pytest
 
 from daemons import REPO, Node, pyucarp_env, start_node
 from netlab import Host, Lab, wait_until
-from pyucarp import admin, metrics
+from pyucarp.ops import admin
+from pyucarp.ops import metrics
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 

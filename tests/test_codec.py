@@ -23,7 +23,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import checksum as scapy_checksum
 
-from pyucarp.codec import (
+from pyucarp.core.codec import (
     ADVERT_LEN,
     ARP_LEN,
     BROADCAST_MAC,

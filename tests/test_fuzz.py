@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hostile
-from pyucarp.codec import Advert, AdvertCodec, CarpFrame, Dropped, DropReason, parse_frame
+from pyucarp.core.codec import Advert, AdvertCodec, CarpFrame, Dropped, DropReason, parse_frame
 
 VHID = 7
 PASSWORD = b"s3cret"

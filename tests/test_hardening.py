@@ -31,8 +31,8 @@ import pytest
 import hostile
 from hostile import CONTROL_SIGNAL, Instance, wait_for
 from netlab import Host, Lab, largest_gap
-from pyucarp.codec import Advert, AdvertCodec
-from pyucarp.netio import carp_filter
+from pyucarp.core.codec import Advert, AdvertCodec
+from pyucarp.shell.netio import carp_filter
 
 pytestmark = pytest.mark.netns
 

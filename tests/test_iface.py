@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Interface
 import pytest
 
 from pyucarp.errors import RuntimeFailure
-from pyucarp.iface import (
+from pyucarp.shell.iface import (
     AddressEvent,
     LinkEvent,
     LinkMonitor,

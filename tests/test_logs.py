@@ -1,4 +1,4 @@
-"""pyucarp.logs: ucarp's log formats, streams, syslog use and the rate limiter."""
+"""pyucarp.shell.logs: ucarp's log formats, streams, syslog use and the rate limiter."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pyucarp import logs
-from pyucarp.logs import Level, UcarpLog
+from pyucarp.shell import logs
+from pyucarp.shell.logs import Level, UcarpLog
 
 UCARP = "/usr/sbin/ucarp"
 LINE = re.compile(

@@ -1,6 +1,6 @@
 """The CARP state machine, stepped by hand: explicit ``now``, no sleeps, seeded randomness.
 
-One test (at least) per rule of ``pyucarp.machine``'s docstring, then a stateful Hypothesis
+One test (at least) per rule of ``pyucarp.core.machine``'s docstring, then a stateful Hypothesis
 test that drives random input sequences against an independent model of ucarp's decisions
 (timevals in microseconds, as ``carp.c`` compares them).
 """
@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from pyucarp.codec import Advert, AdvertCodec, CarpFrame, parse_frame
-from pyucarp.machine import (
+from pyucarp.core.codec import Advert, AdvertCodec, CarpFrame, parse_frame
+from pyucarp.core.machine import (
     DEMOTION_QUIET,
     SUPPRESSED_ADVSKEW,
     Action,

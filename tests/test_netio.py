@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from pyucarp.errors import RuntimeFailure
-from pyucarp.netio import CARP_FILTER, CarpSocket, multicast_mac
+from pyucarp.shell.netio import CARP_FILTER, CarpSocket, multicast_mac
 
 GROUP = IPv4Address("224.0.0.18")
 A_IP = IPv4Address("192.0.2.1")

@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 
 from pyucarp import __version__
-from pyucarp import options
-from pyucarp.config import Config
+from pyucarp.config import options
+from pyucarp.config.settings import Config
 from pyucarp.errors import ConfigError
-from pyucarp.options import (
+from pyucarp.config.options import (
     USAGE,
     HelpRequested,
     facility_known,
@@ -579,7 +579,7 @@ def _proc_self_mem_writable() -> bool:
 
 _CHILD = (
     "import sys; sys.path.insert(0, sys.argv.pop(1));"
-    "from pyucarp.options import scrub_password_from_argv as scrub; scrub();"
+    "from pyucarp.config.options import scrub_password_from_argv as scrub; scrub();"
     "print('ready', flush=True); sys.stdin.read()"
 )
 

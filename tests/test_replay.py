@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyucarp.replay import ReplayGuard
+from pyucarp.core.replay import ReplayGuard
 
 A = IPv4Address("192.0.2.1")
 B = IPv4Address("192.0.2.2")

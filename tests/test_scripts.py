@@ -1,4 +1,4 @@
-"""pyucarp.scripts: ucarp's script interface, run one at a time without blocking."""
+"""pyucarp.shell.scripts: ucarp's script interface, run one at a time without blocking."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pyucarp.logs import Level, UcarpLog
-from pyucarp.scripts import ScriptResult, ScriptRunner
+from pyucarp.shell.logs import Level, UcarpLog
+from pyucarp.shell.scripts import ScriptResult, ScriptRunner
 
 UCARP = "/usr/sbin/ucarp"
 VIP = "192.0.2.100"

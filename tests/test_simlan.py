@@ -13,8 +13,8 @@ from typing import Literal
 
 import pytest
 
-from pyucarp.codec import DropReason
-from pyucarp.machine import Reason, State, leave_takeover_delay
+from pyucarp.core.codec import DropReason
+from pyucarp.core.machine import Reason, State, leave_takeover_delay
 from simlan import LinkModel, NodeSpec, SimLan
 
 D = 0.0005  # one-way link delay

@@ -16,7 +16,7 @@ import pytest
 
 from daemons import REPO, pyucarp_command, pyucarp_env, start_node
 from netlab import Lab, wait_until
-from pyucarp import watch
+from pyucarp.ops import watch
 
 # Real captures (reference §2): password, vhid, VIP, and the 70-byte frame.
 GOLDEN = [

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .admin import Instance, scan
-from .atomic import atomic_write
-from .statefile import DEFAULT_STATEDIR
+from pyucarp.ops.admin import Instance, scan
+from pyucarp.shell.atomic import atomic_write
+from pyucarp.shell.statefile import DEFAULT_STATEDIR
 
 STATE_VALUES = {"INIT": 0, "BACKUP": 1, "MASTER": 2}
 NO_EXIT_STATUS = -1  # the last script timed out, was killed, or could not be started

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any, Callable, TextIO
 
-from .codec import carp_digest, internet_checksum
+from pyucarp.core.codec import carp_digest, internet_checksum
 
 IPPROTO_CARP = 112
 CARP_LEN = 36

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Callable, Literal, Union
 
-from .codec import COUNTER_MODULO, LEAVE_ADVBASE, LEAVE_ADVSKEW, Advert, is_leave
+from pyucarp.core.codec import COUNTER_MODULO, LEAVE_ADVBASE, LEAVE_ADVSKEW, Advert, is_leave
 
 SENDAD_MAX_ERRORS = 3  # ucarp's CARP_SENDAD_MAX_ERRORS
 SENDAD_MIN_SUCCESS = 3  # ucarp's CARP_SENDAD_MIN_SUCCESS

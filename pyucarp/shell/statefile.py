@@ -7,8 +7,8 @@ import os
 import signal
 from typing import Any
 
-from .atomic import atomic_write
-from .config import Config
+from pyucarp.shell.atomic import atomic_write
+from pyucarp.config.settings import Config
 
 DEFAULT_STATEDIR = "/run/pyucarp"
 STATE_REFRESH_SECONDS = 5.0  # a running daemon rewrites its state file at least this often

@@ -18,12 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from .codec import AdvertCodec, Advert, Dropped, DropReason, gratuitous_arp
-from .config import Config
-from .errors import UcarpError
-from .iface import AddressEvent, InterfaceFacts, LinkEvent, LinkMonitor, interface_facts
-from .logs import Level, UcarpLog
-from .machine import (
+from pyucarp.core.codec import AdvertCodec, Advert, Dropped, DropReason, gratuitous_arp
+from pyucarp.config.settings import Config
+from pyucarp.errors import UcarpError
+from pyucarp.shell.iface import AddressEvent, InterfaceFacts, LinkEvent, LinkMonitor, interface_facts
+from pyucarp.shell.logs import Level, UcarpLog
+from pyucarp.core.machine import (
     Action,
     CarpMachine,
     Log,
@@ -35,10 +35,10 @@ from .machine import (
     State,
     StateChanged,
 )
-from .netio import CarpSocket
-from .replay import ReplayGuard
-from .scripts import ScriptResult, ScriptRunner
-from .statefile import CONTROL_SIGNAL, STATE_REFRESH_SECONDS, StateFile
+from pyucarp.shell.netio import CarpSocket
+from pyucarp.core.replay import ReplayGuard
+from pyucarp.shell.scripts import ScriptResult, ScriptRunner
+from pyucarp.shell.statefile import CONTROL_SIGNAL, STATE_REFRESH_SECONDS, StateFile
 
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
 VIP_RESTORE_HOLDOFF = 5.0  # at most one upscript rerun per this many seconds

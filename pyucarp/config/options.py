@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pyucarp import __version__
-from pyucarp.config import DEFAULT_GROUP, DEFAULT_SCRIPT_TIMEOUT, MAX_PASSWORD_BYTES, Config
+from pyucarp.config.settings import DEFAULT_GROUP, DEFAULT_SCRIPT_TIMEOUT, MAX_PASSWORD_BYTES, Config
 from pyucarp.errors import ConfigError
 
 __all__ = [

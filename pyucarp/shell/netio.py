@@ -21,7 +21,7 @@ import struct
 from ipaddress import IPv4Address
 from types import TracebackType
 
-from pyucarp.codec import IPPROTO_CARP, multicast_mac
+from pyucarp.core.codec import IPPROTO_CARP, multicast_mac
 from pyucarp.errors import RuntimeFailure
 
 __all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "carp_filter", "multicast_mac"]

@@ -1,7 +1,7 @@
 """``pyucarp status``, ``pyucarp demote`` and ``pyucarp promote``: the host's instances as
 their state files describe them, and persistent maintenance switched on and off.
 
-Every running daemon keeps ``<statedir>/<name>.json`` (see :mod:`pyucarp.statefile`);
+Every running daemon keeps ``<statedir>/<name>.json`` (see :mod:`pyucarp.shell.statefile`);
 ``<name>`` is ``<interface, ':' and '/' as '_'>-<vhid>``. A daemon removes its file when
 it exits, so a file whose pid is gone was left by a daemon that was killed: it is *stale*.
 
@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from .atomic import atomic_write
-from .statefile import CONTROL_SIGNAL, DEFAULT_STATEDIR, STATE_REFRESH_SECONDS
+from pyucarp.shell.atomic import atomic_write
+from pyucarp.shell.statefile import CONTROL_SIGNAL, DEFAULT_STATEDIR, STATE_REFRESH_SECONDS
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1

@@ -1,6 +1,6 @@
-"""``python3 -m pyucarp.demo``: watch two pyucarp nodes share one address, live, in a lab.
+"""``python3 -m pyucarp.lab.demo``: watch two pyucarp nodes share one address, live, in a lab.
 
-A throw-away lab (:mod:`pyucarp.lab`) joins four network namespaces with a switch: the
+A throw-away lab (:mod:`pyucarp.lab.netlab`) joins four network namespaces with a switch: the
 nodes ``alpha`` (advskew 0, ``-P``) and ``beta`` (advskew 20) share the virtual address
 192.0.2.100, and a ``client`` pings that address every 10 ms. The story is told on the
 terminal as a timeline -- seconds since the start, who is MASTER, what the client sees --
@@ -34,8 +34,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Callable
 
-from .machine import leave_takeover_delay
-from .lab import Host, Lab, LabError, Prober, largest_gap
+from pyucarp.core.machine import leave_takeover_delay
+from pyucarp.lab.netlab import Host, Lab, LabError, Prober, largest_gap
 
 VIP = "192.0.2.100"
 VHID = 7
@@ -525,7 +525,7 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The demo's options."""
     parser = argparse.ArgumentParser(
-        prog="python3 -m pyucarp.demo",
+        prog="python3 -m pyucarp.lab.demo",
         description="Watch two pyucarp nodes share an address in a namespace lab (needs root).")
     parser.add_argument("--quick", action="store_true", help="shorter pauses (about 20 s)")
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .atomic import atomic_write
-from .errors import ConfigError
+from pyucarp.shell.atomic import atomic_write
+from pyucarp.errors import ConfigError
 
 
 def _alive(pid: int) -> bool:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from pyucarp.logs import UcarpLog
+from pyucarp.shell.logs import UcarpLog
 
 # Without pidfds (Linux < 5.3) the loop polls a running child this often.
 _POLL_INTERVAL = 0.1
