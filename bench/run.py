@@ -3,9 +3,10 @@
 
 ``python3 bench/run.py [--reps N] [--out DIR] [--only pyucarp|ucarp]`` (root; about 8 minutes
 with the default 3 repetitions). Every measurement runs in a fresh namespace lab
-(``tests/netlab.py``) on 192.0.2.0/24: nodes ``alpha`` (advskew 0) and ``beta`` (advskew 20)
-share the VIP 192.0.2.100 (vhid 7, advbase 1, the shipped vip-up/vip-down scripts), a
-``client`` pings the VIP every 10 ms, and a capture on the bridge records every CARP frame.
+(``pyucarp.lab.netlab``, daemons started with ``pyucarp.lab.daemons``) on 192.0.2.0/24:
+nodes ``alpha`` (advskew 0) and ``beta`` (advskew 20) share the VIP 192.0.2.100 (vhid 7,
+advbase 1, the shipped vip-up/vip-down scripts), a ``client`` pings the VIP every 10 ms,
+and a capture on the bridge records every CARP frame.
 
 How each figure is obtained:
 
@@ -39,7 +40,6 @@ import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,19 +51,25 @@ from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # this work tree's pyucarp, installed or not
 
-from netlab import FrameCapture, Host, Lab, PingWatch, largest_gap, wait_until  # noqa: E402
+from pyucarp.lab.daemons import (  # noqa: E402
+    CUCARP,
+    VIP_DOWN,
+    VIP_UP,
+    Daemon,
+    cpu_ns,
+    memory_kib,
+    pyucarp_command,
+)
+from pyucarp.lab.netlab import FrameCapture, Host, Lab, PingWatch, largest_gap, wait_until  # noqa: E402
 
-CUCARP = "/usr/sbin/ucarp"
 VIP = "192.0.2.100"
 VHID = 7
 PASSWORD = "benchpw"
 ALPHA_IP, BETA_IP, CLIENT_IP = "192.0.2.1", "192.0.2.2", "192.0.2.10"
 BETA_SKEW = 20
 BOUND = 3 * 1 + BETA_SKEW / 256  # master-down time of beta at advbase 1, deadratio 3
-VIP_UP = REPO / "etc" / "ucarp" / "vip-up.sh"
-VIP_DOWN = REPO / "etc" / "ucarp" / "vip-down.sh"
 IMPLS = ("pyucarp", "ucarp")
 SCALE_NS = (1, 10, 50)
 SAMPLE_S = 20.0
@@ -132,30 +138,25 @@ class Segment:
         self.alpha = lab.hosts["alpha"]
         self.beta = lab.hosts["beta"]
         self.client = lab.hosts["client"]
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.daemons: dict[str, Daemon] = {}
         self.ping: PingWatch | None = None
         self.cap_started = time.monotonic()
 
     def argv(self, host: Host, vhid: int, vip: str, skew: int, extra: Sequence[str],
              up: Path | None) -> list[str]:
         """ucarp's command line, the same for both implementations."""
-        cmd = [sys.executable, "-m", "pyucarp"] if self.impl == "pyucarp" else [CUCARP]
+        cmd = pyucarp_command() if self.impl == "pyucarp" else [CUCARP]
         return [*cmd, "-i", "eth0", "-s", host.ip, "-v", str(vhid), "-p", PASSWORD, "-a", vip,
                 "-b", "1", "-k", str(skew), "-u", str(up or VIP_UP), "-d", str(VIP_DOWN),
                 "-f", "none", *extra]
 
     def start(self, key: str, host: Host, skew: int, extra: Sequence[str] = (),
-              vhid: int = VHID, vip: str = VIP, up: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start one daemon; its console goes to ``<workdir>/<key>.log``."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        with open(self.workdir / f"{key}.log", "wb") as out:
-            # ``ip netns exec`` execs in place: proc.pid is the daemon itself
-            proc: subprocess.Popen[bytes] = host.popen(
-                self.argv(host, vhid, vip, skew, extra, up), stdout=out,
-                stderr=subprocess.STDOUT, env=env)
-        self.procs[key] = proc
-        return proc
+              vhid: int = VHID, vip: str = VIP, up: Path | None = None) -> Daemon:
+        """Start one daemon; its console goes to ``<workdir>/<key>/console.log``."""
+        daemon = Daemon(host, self.argv(host, vhid, vip, skew, extra, up), self.workdir / key,
+                        impl="py" if self.impl == "pyucarp" else "c")
+        self.daemons[key] = daemon
+        return daemon
 
     def start_ping(self, seconds: float = 40.0) -> PingWatch:
         """The client pings the VIP every 10 ms."""
@@ -185,7 +186,7 @@ class Segment:
     def log_states(self, key: str) -> list[tuple[float, str]]:
         """(wall-clock time, state) for each 'Switching to state' line of a daemon's log."""
         out = []
-        text = (self.workdir / f"{key}.log").read_text(errors="replace")
+        text = self.daemons[key].log()
         for m in re.finditer(r"^(\S+): \[WARNING\] Switching to state: (\w+)", text, re.M):
             out.append((dt.datetime.fromisoformat(m.group(1)).timestamp(), m.group(2)))
         return out
@@ -257,7 +258,7 @@ def _handoff(seg: Segment, signum: int, alpha_extra: Sequence[str]) -> dict[str,
     seg.start("beta", seg.beta, BETA_SKEW, ["-z"])
     if not seg.settled(ALPHA_IP, BETA_IP):
         raise RuntimeError("alpha never became the only MASTER")
-    os.kill(seg.procs["alpha"].pid, signum)
+    seg.daemons["alpha"].send_signal(signum)
     sent = time.monotonic()
     end = wait_recovered(seg, BETA_IP, sent, BOUND + 6)
     if end is None:
@@ -345,29 +346,6 @@ def scenario_slow_script(seg: Segment) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ resources
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of ``pid``, in nanoseconds (schedstat's first field)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        total += int((task / "schedstat").read_text().split()[0])
-    return total
-
-
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, Pss) of ``pid`` in KiB."""
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
-
-
 def scenario_resources(seg: Segment, n: int) -> dict[str, Any]:
     """N masters on alpha and N backups on beta; CPU and memory per daemon over 20 s."""
     # the masters first, and with -P: under the load of N starting daemons a backup may
@@ -386,7 +364,7 @@ def scenario_resources(seg: Segment, n: int) -> dict[str, Any]:
     if not wait_until(settled, 40, interval=0.2):
         raise RuntimeError("the masters did not settle")
     time.sleep(1.0)  # let the last up scripts finish
-    pids = {k: p.pid for k, p in seg.procs.items()}
+    pids = {k: d.pid for k, d in seg.daemons.items()}
     before = {k: cpu_ns(pid) for k, pid in pids.items()}
     t0 = time.monotonic()
     time.sleep(SAMPLE_S)

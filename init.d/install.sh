@@ -12,10 +12,12 @@
 #   DIR/etc/ucarp/interface/        one file per virtual address (mode 0700: passwords)
 #   DIR/etc/systemd/system/ucarp@.service and DIR/usr/local/lib/pyucarp/ucarp-instance
 #                                   the systemd unit template and its helper
+#   DIR/etc/systemd/system/pyucarp.service
+#                                   the systemd unit running every file in one process
 #
 # --prefix is accepted as another name for --root. --ucarp-exec sets UCARP_EXEC in a newly
 # installed /etc/default/ucarp (default: /usr/local/bin/ucarp, where `pip install` puts
-# pyucarp's `ucarp` command). Enabling at boot is left to you: `update-rc.d ucarp defaults`
+# pyucarp's `ucarp` command), and pyucarp.service runs the `pyucarp` beside it. Enabling at boot is left to you: `update-rc.d ucarp defaults`
 # (or `systemctl daemon-reload`, which makes a ucarp.service of the script).
 set -eu
 
@@ -114,6 +116,12 @@ install -d -m 0755 "$root/etc/systemd/system" "$root/usr/local/lib/pyucarp"
 install -m 0644 "$src/etc/systemd/ucarp@.service" "$root/etc/systemd/system/ucarp@.service"
 install -m 0755 "$src/etc/systemd/ucarp-instance" "$root/usr/local/lib/pyucarp/ucarp-instance"
 say "installed $root/etc/systemd/system/ucarp@.service (systemctl start ucarp@ucarp0)"
+unit=$root/etc/systemd/system/pyucarp.service
+install -m 0644 "$src/etc/systemd/pyucarp.service" "$unit"
+if [ -n "$exec_path" ]; then
+    sed -i "s|^ExecStart=/usr/local/bin/pyucarp |ExecStart=${exec_path%/*}/pyucarp |" "$unit"
+fi
+say "installed $unit (systemctl start pyucarp: every interface file in one process)"
 
 # The UCARP_EXEC that will be used, for a warning now rather than at boot.
 ucarp_exec=$(sed -n 's/^UCARP_EXEC=//p' "$defaults" | tail -n 1)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from pyucarp.config.settings import Config
 from pyucarp.errors import ConfigError, RuntimeFailure, UcarpError
+from pyucarp.records import TYPE_CHECKING
 from pyucarp.shell.logs import UcarpLog
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,50 +70,123 @@ def run_daemon(args: list[str]) -> int:
 
 
 def _start(config: Config, log: UcarpLog) -> int:
-    from pyucarp.shell.loop import Daemon, open_carp_socket
-    from pyucarp.shell.iface import LinkMonitor, interface_facts
+    from pyucarp.shell.loop import EventLoop, check_instance
     from pyucarp.shell.pidfile import PidFile
-    from pyucarp.shell.scripts import ScriptRunner
 
-    facts = interface_facts(config.device)
-    if not any(addr.ip == config.srcip for addr in facts.addresses):
-        raise ConfigError(
-            f"Source address [{config.srcip}] is not configured on interface [{config.device}]"
-        )
-    for script, word in ((config.upscript, "up"), (config.downscript, "down")):
-        if not script:
-            log.warning(f"Warning: no script called when going {word}")
-        elif not os.path.isfile(script) or not os.access(script, os.X_OK):
-            raise ConfigError(f"Script [{script}] is not an executable file")
+    loop = EventLoop(log, graceful_exit=config.shutdown)
+    facts = check_instance(config, loop.instance_log(config))
     pidfile = PidFile(config.pidfile) if config.pidfile else None
     if pidfile is not None:
         pidfile.check_free()
         pidfile.check_writable()  # before -B detaches: the error still reaches the terminal
     log.info(f"Local advertised ethernet address is [{':'.join(f'{b:02x}' for b in facts.mac)}]")
-    sock = open_carp_socket(config)
-    monitor = LinkMonitor()
+    loop.add(config, facts)
     if config.daemonize:
-        _daemonize(log, keep=[*sock.filenos(), monitor.fileno()])
+        _daemonize(log, keep=loop.filenos())
     if pidfile is not None:
         pidfile.write()
     try:
-        daemon = Daemon(
-            config,
-            log,
-            sock=sock,
-            monitor=monitor,
-            facts=facts,
-            runner=ScriptRunner(log, timeout=config.script_timeout),
-        )
-        status = daemon.run()
+        status = loop.run()
     finally:
         if pidfile is not None:
             pidfile.remove()
-    if daemon.exit_signal is not None:
+    if loop.exit_signal is not None:
         # Without -z ucarp simply dies of the signal; so do we, once cleaned up.
-        signal.signal(daemon.exit_signal, signal.SIG_DFL)
-        os.kill(os.getpid(), daemon.exit_signal)
+        signal.signal(loop.exit_signal, signal.SIG_DFL)
+        os.kill(os.getpid(), loop.exit_signal)
     return status
+
+
+def run_main(args: list[str]) -> int:
+    """``pyucarp run``: every interface file's instance in this one process."""
+    import argparse
+
+    from pyucarp.config.interface_files import (
+        DEFAULT_CONFIG_DIR,
+        DEFAULT_DEFAULTS,
+        check_main,
+        load_directory,
+        read_defaults,
+    )
+    from pyucarp.config.options import facility_known
+
+    parser = argparse.ArgumentParser(
+        prog="pyucarp run",
+        description="Run the CARP instance of every interface file in one process "
+        "(foreground unless -B). SIGHUP re-reads the files; SIGTERM makes every "
+        "instance leave as with -z; SIGUSR1/SIGUSR2 act on every instance.",
+    )
+    parser.add_argument("--config-dir", default=None, metavar="DIR",
+                        help="the interface files (default: R_INTERFACE of the defaults "
+                        f"file, else {DEFAULT_CONFIG_DIR})")
+    parser.add_argument("--defaults", default=DEFAULT_DEFAULTS, metavar="FILE",
+                        help=f"the init script's defaults file (default {DEFAULT_DEFAULTS})")
+    parser.add_argument("--pidfile", metavar="FILE", help="write the daemon's pid to FILE")
+    parser.add_argument("--statedir", metavar="DIR",
+                        help="directory for the state files (default /run/pyucarp, "
+                        "netns-INODE below it in another network namespace)")
+    parser.add_argument("-B", "--daemonize", action="store_true", help="run in background")
+    parser.add_argument("-D", "--debug", action="store_true", help="enable debug output")
+    parser.add_argument("-f", "--facility", default="daemon",
+                        help="syslog facility (default daemon; none: no syslog)")
+    parser.add_argument("--check", action="store_true",
+                        help="check every file, one line per bad file, and exit (0: all good)")
+    opts = parser.parse_args(args)
+    if opts.config_dir is None:  # the defaults file's R_INTERFACE, as the init script reads it
+        try:
+            opts.config_dir = read_defaults(opts.defaults).interface_dir or DEFAULT_CONFIG_DIR
+        except ConfigError as exc:
+            _fatal(str(exc), facility="daemon")
+            return 1
+    if opts.check:
+        return check_main(opts.config_dir, opts.defaults)
+    if not facility_known(opts.facility):
+        _fatal(f"Unknown syslog facility: [{opts.facility}]", facility="daemon")
+        return 1
+    log = UcarpLog(
+        facility=opts.facility.lower(),
+        debug=opts.debug,
+        console=not _stderr_is_journal(),
+        syslog_enabled=opts.facility.lower() != "none",
+    )
+    try:
+        return _run_fleet(opts.config_dir, opts.defaults, opts.pidfile, opts.statedir,
+                          opts.daemonize, log, load_directory)
+    except ConfigError as exc:
+        log.error(str(exc))
+        return 1
+    except UcarpError as exc:
+        log.error(str(exc))
+        return 2
+
+
+def _run_fleet(config_dir: str, defaults: str, pidfile_path: str | None,
+               statedir: str | None, daemonize: bool, log: UcarpLog,
+               load_directory: Callable[[str, str], list[Any]]) -> int:
+    from pyucarp.shell.fleet import Fleet
+    from pyucarp.shell.loop import EventLoop
+    from pyucarp.shell.pidfile import PidFile
+
+    pidfile = PidFile(pidfile_path) if pidfile_path else None
+    if pidfile is not None:
+        pidfile.check_free()
+        pidfile.check_writable()
+    load_directory(config_dir, defaults)  # an unreadable directory is fatal at start only
+    loop = EventLoop(log, graceful_exit=True, hup_reloads=True, prefix_logs=True)
+    fleet = Fleet(loop, lambda: load_directory(config_dir, defaults), statedir=statedir)
+    counts = fleet.sync(start=False)
+    log.notice(f"Starting {len(fleet.running)} instance{'s' if len(fleet.running) != 1 else ''}"
+               f" from {config_dir} ({counts.get('bad', 0)} bad)")
+    loop.set_reloader(fleet.reload)
+    if daemonize:
+        _daemonize(log, keep=loop.filenos())
+    if pidfile is not None:
+        pidfile.write()
+    try:
+        return loop.run()
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
 
 
 def _daemonize(log: UcarpLog, keep: list[int]) -> None:
@@ -192,4 +269,5 @@ _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "promote": _promote,
     "metrics": _metrics,
     "watch": _watch,
+    "run": run_main,
 }

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
+if str(TESTS_DIR) not in sys.path:  # the tests' own modules: hostile, simlan
     sys.path.insert(0, str(TESTS_DIR))
 
-import netlab  # noqa: E402  (needs the path above)
+from pyucarp.lab import netlab  # noqa: E402
 
 CUCARP = "/usr/sbin/ucarp"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def netns_problem() -> str | None:
     """Why namespace tests cannot run here (checked once, by really making one), or None."""
     return netlab.environment_problem(probe=True)

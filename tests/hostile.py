@@ -1,19 +1,11 @@
-"""Hostile and broken CARP traffic, a fast raw sender, and a small daemon runner for tests.
+"""Hostile and broken CARP traffic, for the hardening and fuzz tests.
 
-Three parts, all usable without pytest:
-
-* Frame builders: CARP advertisements byte for byte as ucarp sends them (reference §2),
-  written here independently of :mod:`pyucarp.core.codec` so the tests do not grade the codec
-  with its own encoder, plus every way of breaking one (checksums, TTL, version, vhid,
-  truncation, random bytes, replays). :func:`hostile_mix` assembles a seeded flood.
-* A flood sender: this file run as ``python3 hostile.py flood IFACE FILE RATE MAXSEC`` inside
-  a namespace sends the frames of FILE from one ``AF_PACKET`` socket in a tight, paced loop
-  and prints one JSON line with what it did. :func:`flood` drives it from the test.
-* :class:`Instance`: one pyucarp (or C ucarp) daemon in a lab host's namespace with its
-  console captured to a file, its JSON state file, its CPU time from ``/proc``.
-
-The sender part imports only the standard library: it runs inside namespaces via
-``ip netns exec`` with ``python3 -I``.
+Frame builders: CARP advertisements byte for byte as ucarp sends them (reference §2),
+written here independently of :mod:`pyucarp.core.codec` so the tests do not grade the codec
+with its own encoder, plus every way of breaking one (checksums, TTL, version, vhid,
+truncation, random bytes, replays). :func:`hostile_mix` assembles a seeded flood, which a
+lab host sends with :meth:`pyucarp.lab.netlab.Host.flood`. :func:`bpf_run` runs a classic
+socket filter the way the kernel does, to tell which frames a daemon's socket receives.
 """
 
 from __future__ import annotations
@@ -21,64 +13,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
-import os
 import random
-import re
-import shutil
-import signal
 import struct
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from pyucarp.lab.helper import inet_checksum
+
 __all__ = [
-    "CONTROL_SIGNAL",
-    "CUCARP",
-    "FloodResult",
+    "GROUP",
     "HostileMix",
-    "Instance",
     "VictimView",
     "advert",
     "bpf_passes",
     "bpf_run",
     "break_checksum",
     "carp_digest",
-    "flood",
     "hostile_mix",
     "inet_checksum",
-    "pyucarp_argv",
-    "pyucarp_env",
-    "read_frames",
     "truncations",
-    "write_frames",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
-CUCARP = "/usr/sbin/ucarp"
-CONTROL_SIGNAL = signal.SIGRTMIN + 1  # pyucarp's "re-read the maintenance flag" signal
 GROUP = "224.0.0.18"
 GROUP_MAC = bytes.fromhex("01005e000012")
-MAX_FLOOD_FRAMES = 200_000
-MAX_FLOOD_SECONDS = 60.0
-_HERE = Path(__file__).resolve()
+
 
 # --------------------------------------------------------------------------- frames
-
-
-def inet_checksum(data: bytes) -> int:
-    """RFC 1071 ones' complement checksum (odd length padded with a zero byte)."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def carp_digest(password: bytes, vhid: int, vip: str, counter: int) -> bytes:
@@ -308,282 +269,3 @@ def hostile_mix(view: VictimView, captured: bytes, total: int, seed: int) -> Hos
     order = [frame for frames in cats.values() for frame in frames]
     rng.shuffle(order)
     return HostileMix(cats, order)
-
-
-# --------------------------------------------------------------------------- flood sender
-
-
-def write_frames(path: Path, frames: Iterable[bytes]) -> None:
-    """Store frames for the sender: a 2-byte big-endian length before each."""
-    with open(path, "wb") as out:
-        for frame in frames:
-            out.write(len(frame).to_bytes(2, "big") + frame)
-
-
-def read_frames(path: Path) -> list[bytes]:
-    """The frames :func:`write_frames` stored."""
-    data = path.read_bytes()
-    frames, i = [], 0
-    while i + 2 <= len(data):
-        n = int.from_bytes(data[i:i + 2], "big")
-        frames.append(data[i + 2:i + 2 + n])
-        i += 2 + n
-    return frames
-
-
-@dataclass(frozen=True)
-class FloodResult:
-    """What the sender did: frames sent, refused sends by errno name, seconds spent."""
-
-    sent: int
-    errors: dict[str, int]
-    elapsed: float
-
-    @property
-    def attempted(self) -> int:
-        """Frames handed to the socket, refused ones included."""
-        return self.sent + sum(self.errors.values())
-
-
-def flood(netns: str, iface: str, frames: Sequence[bytes], rate: float,
-          max_seconds: float = 30.0) -> FloodResult:
-    """Send ``frames`` from ``iface`` inside ``netns`` at about ``rate`` frames/s.
-
-    Bounded: at most :data:`MAX_FLOOD_FRAMES` frames and ``max_seconds`` seconds.
-    """
-    if len(frames) > MAX_FLOOD_FRAMES or not 0 < max_seconds <= MAX_FLOOD_SECONDS:
-        raise ValueError("a flood is bounded to 200000 frames and 60 s")
-    with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
-        path = Path(tmp) / "frames.bin"
-        write_frames(path, frames)
-        proc = subprocess.run(
-            ["ip", "netns", "exec", netns, sys.executable, "-I", str(_HERE), "flood", iface,
-             str(path), repr(float(rate)), repr(float(max_seconds))],
-            capture_output=True, text=True, timeout=max_seconds + 15,
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(f"flood sender failed: {proc.stderr.strip()}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return FloodResult(int(result["sent"]), dict(result["errors"]), float(result["elapsed"]))
-
-
-def _helper_flood(iface: str, path: str, rate: float, max_seconds: float) -> None:
-    import errno
-    import socket
-
-    frames = read_frames(Path(path))[:MAX_FLOOD_FRAMES]
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    sock.bind((iface, 0))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-    send = sock.send
-    errors: dict[str, int] = {}
-    sent = 0
-    batch = 64  # frames between two looks at the clock: a tight loop, gently paced
-    start = time.monotonic()
-    deadline = start + min(max_seconds, MAX_FLOOD_SECONDS)
-    for i, frame in enumerate(frames):
-        if i % batch == 0:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            due = start + i / rate
-            if due > now:
-                time.sleep(due - now)
-        try:
-            send(frame)
-            sent += 1
-        except OSError as exc:
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            errors[name] = errors.get(name, 0) + 1
-    print(json.dumps({"sent": sent, "errors": errors,
-                      "elapsed": round(time.monotonic() - start, 6)}), flush=True)
-
-
-# --------------------------------------------------------------------------- daemons
-
-
-def pyucarp_argv() -> list[str]:
-    """The argv prefix that runs this work tree's pyucarp."""
-    return [sys.executable, "-m", "pyucarp"]
-
-
-def pyucarp_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a pyucarp process: this work tree first on the import path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    if extra:
-        env.update(extra)
-    return env
-
-
-_STATE_RE = re.compile(r"Switching to state: (INIT|BACKUP|MASTER)")
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-class Instance:
-    """One daemon started in a lab host's namespace; console (stdout+stderr) in a file.
-
-    ``host`` is a :class:`netlab.Host` (anything with ``popen`` and ``netns``). ``impl``
-    is "py" or "c". pyucarp instances get ``--statedir`` in ``workdir`` unless ``args``
-    already names one.
-    """
-
-    def __init__(self, host: Any, workdir: Path, args: Sequence[str], *, impl: str = "py",
-                 name: str = "node", env: dict[str, str] | None = None,
-                 wrapper: Sequence[str] = ()) -> None:
-        self.host = host
-        self.impl = impl
-        self.dir = workdir / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.statedir = self.dir / "state"
-        self.statedir.mkdir(exist_ok=True)
-        self.console = self.dir / "console.log"
-        self.args = list(args)
-        if impl == "py":
-            if not any(a.startswith("--statedir") for a in self.args):
-                self.args.append(f"--statedir={self.statedir}")
-            argv = [*wrapper, *pyucarp_argv(), *self.args]
-            full_env = pyucarp_env(env)
-        else:
-            stdbuf = shutil.which("stdbuf")
-            argv = [*wrapper, *([stdbuf, "-oL"] if stdbuf else []), CUCARP, *self.args]
-            full_env = dict(os.environ)
-            full_env.update(env or {})
-        self.argv = argv
-        with open(self.console, "wb") as out:
-            self.proc: subprocess.Popen[bytes] = host.popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=full_env)
-        self.started = time.monotonic()
-
-    @property
-    def pid(self) -> int:
-        """The daemon's pid (``ip netns exec`` and ``stdbuf`` exec in place)."""
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        """Whether the daemon still runs."""
-        return self.proc.poll() is None
-
-    # ---------------------------------------------------------------- console
-
-    def text(self) -> str:
-        """The console output so far."""
-        return self.console.read_bytes().decode("utf-8", "replace")
-
-    def lines(self) -> list[str]:
-        """The console output as lines."""
-        return self.text().splitlines()
-
-    def count(self, pattern: str) -> int:
-        """How many console lines match the regular expression ``pattern``."""
-        rx = re.compile(pattern)
-        return sum(1 for line in self.lines() if rx.search(line))
-
-    def wait_log(self, pattern: str, timeout: float, count: int = 1) -> bool:
-        """Wait until ``count`` console lines match ``pattern``."""
-        return wait_for(lambda: self.count(pattern) >= count, timeout)
-
-    def logged_states(self) -> list[str]:
-        """Every "Switching to state" in the console, in order."""
-        return [m.group(1) for m in map(_STATE_RE.search, self.lines()) if m]
-
-    def logged_state(self) -> str | None:
-        """The last state the console announced."""
-        states = self.logged_states()
-        return states[-1] if states else None
-
-    def wait_logged_state(self, state: str, timeout: float) -> bool:
-        """Wait until the last announced state is ``state``."""
-        return wait_for(lambda: self.logged_state() == state, timeout)
-
-    # ---------------------------------------------------------------- state file
-
-    def state_path(self, vhid: int, iface: str = "eth0") -> Path:
-        """Where pyucarp writes this instance's JSON state file."""
-        return self.statedir / f"{iface}-{vhid}.json"
-
-    def state(self, vhid: int, refresh: bool = False) -> dict[str, Any] | None:
-        """The state file's content (None when absent); ``refresh`` makes the daemon
-        rewrite it first (pyucarp re-reads its maintenance flag on CONTROL_SIGNAL and
-        writes the file when anything changed)."""
-        if refresh and self.alive():
-            before = self._mtime(vhid)
-            os.kill(self.pid, CONTROL_SIGNAL)
-            wait_for(lambda: self._mtime(vhid) != before, 0.5)
-        try:
-            data: dict[str, Any] = json.loads(self.state_path(vhid).read_text())
-        except (OSError, ValueError):
-            return None
-        return data
-
-    def _mtime(self, vhid: int) -> float:
-        try:
-            return self.state_path(vhid).stat().st_mtime
-        except OSError:
-            return 0.0
-
-    def wait_state(self, vhid: int, state: str, timeout: float) -> bool:
-        """Wait until the state file says ``state``."""
-        return wait_for(lambda: (self.state(vhid) or {}).get("state") == state, timeout)
-
-    # ---------------------------------------------------------------- process
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the daemon has used so far (from /proc/PID/stat)."""
-        return _proc_cpu_seconds(self.pid)
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
-        """Send ``signum`` to the daemon's pid, wait, SIGKILL it if needed; its return code."""
-        if self.alive():
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-            try:
-                return self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            self.kill()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the daemon (its pid only) and reap it."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``pred`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def _main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    if len(argv) == 5 and argv[0] == "flood":
-        _helper_flood(argv[1], argv[2], float(argv[3]), float(argv[4]))
-        return 0
-    print("usage: hostile.py flood IFACE FILE RATE MAXSEC", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

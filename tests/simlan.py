@@ -1,11 +1,12 @@
 """A simulated Ethernet segment for pyucarp's functional core, on a virtual clock.
 
-Each node is a real :class:`~pyucarp.machine.CarpMachine` plus a real
-:class:`~pyucarp.codec.AdvertCodec`: every advertisement is encoded to its 70 wire bytes and
-decoded by every other node, so the wire format and the receive checks are in the loop.
-A discrete-event scheduler (a heap of ``(time, seq, event)``) plays the shell's part: it
-calls ``handle_timer`` at ``next_wakeup()``, delivers frames after a seeded per-link delay
-with optional jitter, loss and duplication, and reports send results back to the machine.
+Each node is a real :class:`~pyucarp.core.instance.CarpInstance` — the pipeline the daemon
+drives: codec, replay guard and state machine. Every advertisement is encoded to its 70 wire
+bytes and judged by every other node, so the wire format, the receive checks and the replay
+guard are in the loop. A discrete-event scheduler (a heap of ``(time, seq, event)``) plays
+the shell's part: it calls ``handle_timer`` at ``get_timer()``, delivers frames after a
+seeded per-link delay with optional jitter, loss and duplication, and reports send results
+back to the instance.
 
 Scripts run as the daemon runs them: one at a time, in the order asked for, each taking the
 node's ``script_time``; each end is reported to the machine (which may release a leave
@@ -31,15 +32,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
 
-from pyucarp.core.codec import Advert, AdvertCodec, DropReason, Dropped
+from pyucarp.core.codec import Advert, Dropped, DropReason, parse_frame
+from pyucarp.core.instance import CarpInstance
 from pyucarp.core.machine import (
-    Action,
     CarpMachine,
     Log,
     Params,
     RunScript,
     SendAdvert,
-    SendGratuitousArp,
     State,
     StateChanged,
 )
@@ -113,8 +113,7 @@ class SimNode:
     """A node of the simulated segment and everything it did."""
 
     spec: NodeSpec
-    codec: AdvertCodec
-    machine: CarpMachine | None = None
+    instance: CarpInstance | None = None
     incarnation: int = 0
     segment: int = 0
     link_up: bool = True
@@ -138,9 +137,14 @@ class SimNode:
         return self.spec.name
 
     @property
+    def machine(self) -> CarpMachine | None:
+        """The running instance's state machine."""
+        return None if self.instance is None else self.instance.machine
+
+    @property
     def alive(self) -> bool:
         """True while its process runs."""
-        return self.machine is not None
+        return self.instance is not None
 
     @property
     def state(self) -> State | None:
@@ -191,14 +195,7 @@ class SimLan:
         """Add a node; it starts at ``start_at`` (None: not started)."""
         if spec.name in self.nodes:
             raise ValueError(f"duplicate node {spec.name}")
-        codec = AdvertCodec(
-            vhid=self.vhid,
-            password=self.password if spec.password is None else spec.password,
-            vip=self.vip,
-            srcip=spec.srcip,
-            group=self.group,
-        )
-        node = SimNode(spec=spec, codec=codec)
+        node = SimNode(spec=spec)
         for other in self.nodes:
             for pair in ((other, spec.name), (spec.name, other)):
                 self._pair_delay[pair] = self.link.delay + self._rng.uniform(0, self.link.spread)
@@ -243,9 +240,20 @@ class SimLan:
             node.script_queue.clear()
             node.script_running = None
             rng = random.Random(f"{self.seed}-{name}-{node.incarnation}")
-            node.machine = CarpMachine(node.spec.params(), lambda: rng.getrandbits(64))
+            spec = node.spec
+            node.instance = CarpInstance(
+                vhid=self.vhid,
+                password=self.password if spec.password is None else spec.password,
+                vip=self.vip,
+                group=self.group,
+                nomcast=False,
+                params=spec.params(),
+                mac=b"\x02\x00\x00\x00\x00" + bytes([len(self.nodes) & 0xFF]),
+                random_bits=rng.getrandbits,
+            )
             self._record(node, None, State.INIT, "process started")
-            self._apply(node, node.machine.start(self.now))
+            node.instance.start(self.now)
+            self._pump(node)
 
         self.at(at, go)
 
@@ -254,8 +262,8 @@ class SimLan:
 
         def go() -> None:
             node = self.nodes[name]
-            if node.machine is not None:
-                self._record(node, node.machine.state, None, "killed")
+            if node.instance is not None:
+                self._record(node, node.instance.state, None, "killed")
                 self._vanish(node)
 
         self.at(at, go)
@@ -268,8 +276,9 @@ class SimLan:
 
         def go() -> None:
             node = self.nodes[name]
-            if node.machine is not None and not node.exiting:
-                self._apply(node, node.machine.shutdown(self.now))
+            if node.instance is not None and not node.exiting:
+                node.instance.shutdown(self.now)
+                self._pump(node)
                 node.exiting = True
                 self._exit_when_idle(node)
 
@@ -277,11 +286,11 @@ class SimLan:
 
     def demote(self, name: str, at: float) -> None:
         """SIGUSR2."""
-        self._call(name, at, lambda m: m.demote(self.now))
+        self._call(name, at, lambda i: i.demote(self.now))
 
     def set_maintenance(self, name: str, on: bool, at: float) -> None:
         """Persistent maintenance on or off."""
-        self._call(name, at, lambda m: m.set_maintenance(self.now, on))
+        self._call(name, at, lambda i: i.set_maintenance(self.now, on))
 
     def set_link(self, name: str, up: bool, at: float) -> None:
         """Unplug or replug the node: no frames in or out while down."""
@@ -289,8 +298,9 @@ class SimLan:
         def go() -> None:
             node = self.nodes[name]
             node.link_up = up
-            if node.machine is not None and not node.exiting:
-                self._apply(node, node.machine.set_link(self.now, up))
+            if node.instance is not None and not node.exiting:
+                node.instance.set_link(self.now, up)
+                self._pump(node)
 
         self.at(at, go)
 
@@ -423,37 +433,48 @@ class SimLan:
 
     # ------------------------------------------------------------ internals
 
-    def _call(self, name: str, at: float, fn: Callable[[CarpMachine], list[Action]]) -> None:
+    def _call(self, name: str, at: float, fn: Callable[[CarpInstance], None]) -> None:
         def go() -> None:
             node = self.nodes[name]
-            if node.machine is not None and not node.exiting:  # no signals after the loop
-                self._apply(node, fn(node.machine))
+            if node.instance is not None and not node.exiting:  # no signals after the loop
+                fn(node.instance)
+                self._pump(node)
 
         self.at(at, go)
 
     def _record(self, node: SimNode, old: State | None, new: State | None, why: str) -> None:
         self.transitions.append(Transition(self.now, node.name, old, new, why))
 
-    def _apply(self, node: SimNode, actions: list[Action]) -> None:
-        """Carry out a machine's actions as the daemon's shell would, then re-arm its timer."""
-        machine = node.machine
-        if machine is None:
+    def _pump(self, node: SimNode) -> None:
+        """Carry out what the instance produced as the daemon's shell does, until it is
+        quiet, then re-arm its timer."""
+        instance = node.instance
+        if instance is None:
             return
-        for action in actions:
-            if isinstance(action, SendAdvert):
-                ok = self._transmit(node, action)
-                self._apply(node, machine.advert_sent(ok))
-            elif isinstance(action, SendGratuitousArp):
-                node.arps.append(self.now)
-            elif isinstance(action, RunScript):
-                node.scripts.append((self.now, action.kind))
-                node.script_queue.append(action.kind)
-                if node.script_running is None:
-                    self._start_script(node)
-            elif isinstance(action, StateChanged):
-                self._record(node, action.old, action.new, action.reason.value)
-            else:
-                node.logs.append((self.now, action))
+        for _ in range(64):
+            frames = instance.frames_to_send()
+            events = instance.events()
+            if not frames and not events:
+                break
+            for frame in frames:
+                if frame.advert:
+                    instance.advert_sent(self._transmit(node, frame.data))
+                else:
+                    node.arps.append(self.now)
+            for event in events:
+                if isinstance(event, RunScript):
+                    node.scripts.append((self.now, event.kind))
+                    node.script_queue.append(event.kind)
+                    if node.script_running is None:
+                        self._start_script(node)
+                elif isinstance(event, StateChanged):
+                    self._record(node, event.old, event.new, event.reason.value)
+                elif isinstance(event, Dropped):
+                    node.drops[event.reason] += 1
+                else:
+                    node.logs.append((self.now, event))
+        else:
+            raise RuntimeError(f"{node.name}: the instance does not settle")
         self._arm_timer(node)
 
     def _start_script(self, node: SimNode) -> None:
@@ -464,7 +485,7 @@ class SimLan:
         incarnation = node.incarnation
 
         def done() -> None:
-            if node.machine is None or node.incarnation != incarnation:
+            if node.instance is None or node.incarnation != incarnation:
                 return
             node.script_running = None
             node.script_runs.append((started, self.now, kind))
@@ -472,15 +493,16 @@ class SimLan:
             # this one's end, so that whatever that end asks for queues behind it.
             if node.script_queue:
                 self._start_script(node)
-            self._apply(node, node.machine.script_finished(kind, node.spec.scripts_ok))
+            node.instance.script_finished(kind, node.spec.scripts_ok)
+            self._pump(node)
             self._exit_when_idle(node)
 
         self.at(started + node.spec.script_time, done)
 
     def _exit_when_idle(self, node: SimNode) -> None:
         """End an exiting node's process once its scripts are drained."""
-        if node.exiting and node.machine is not None and node.script_running is None:
-            self._record(node, node.machine.state, None, "exited")
+        if node.exiting and node.instance is not None and node.script_running is None:
+            self._record(node, node.instance.state, None, "exited")
             self._vanish(node)
 
     def _vanish(self, node: SimNode) -> None:
@@ -488,16 +510,16 @@ class SimLan:
         if running is not None and running[1] == "up":
             # Its end is never reported, but the address may be up: count it as held.
             node.script_runs.append((running[0], self.now, "up"))
-        node.machine = None
+        node.instance = None
         node.exiting = False
         node.script_queue.clear()
         node.script_running = None
 
     def _arm_timer(self, node: SimNode) -> None:
-        machine = node.machine
-        if machine is None or node.exiting:
+        instance = node.instance
+        if instance is None or node.exiting:
             return
-        wake = machine.next_wakeup()
+        wake = instance.get_timer()
         if wake == node.timer_at:
             return
         node.timer_gen += 1
@@ -507,23 +529,22 @@ class SimLan:
         gen, incarnation = node.timer_gen, node.incarnation
 
         def fire() -> None:
-            if node.machine is None or node.incarnation != incarnation or node.timer_gen != gen:
+            if node.instance is None or node.incarnation != incarnation or node.timer_gen != gen:
                 return
             if node.exiting:
                 return
             node.timer_at = None
-            self._apply(node, node.machine.handle_timer(self.now))
+            node.instance.handle_timer(self.now)
+            self._pump(node)
 
         self.at(max(wake, self.now), fire)
 
-    def _transmit(self, node: SimNode, ad: SendAdvert) -> bool:
-        node.sent.append((self.now, ad))
+    def _transmit(self, node: SimNode, frame: bytes) -> bool:
+        fields = parse_frame(frame)
+        assert not isinstance(fields, Dropped)
+        node.sent.append((self.now, SendAdvert(fields.advbase, fields.advskew, fields.counter)))
         if not node.send_ok or not node.link_up:
             return False
-        frame = node.codec.encode(
-            advbase=ad.advbase, advskew=ad.advskew, counter=ad.counter,
-            ip_id=self._rng.getrandbits(16),
-        )
         self.frames_sent += 1
         for other in self.nodes.values():
             if other is node or other.segment != node.segment:
@@ -533,19 +554,24 @@ class SimLan:
                 if self._rng.random() < self.link.loss:
                     self.frames_lost += 1
                     continue
-                delay = self._pair_delay[(node.name, other.name)] + self._rng.uniform(0, self.link.jitter)
+                delay = self._pair_delay[(node.name, other.name)]
+                delay += self._rng.uniform(0, self.link.jitter)
                 self.at(self.now + delay, self._deliverer(other, frame))
         return True
 
     def _deliverer(self, node: SimNode, frame: bytes) -> Event:
         def deliver() -> None:
-            if node.machine is None or not node.link_up or node.exiting:
+            instance = node.instance
+            if instance is None or not node.link_up or node.exiting:
                 return  # an exiting daemon no longer reads its socket
-            result = node.codec.decode(frame)
-            if isinstance(result, Dropped):
-                node.drops[result.reason] += 1
-                return
-            node.accepted.append((self.now, result))
-            self._apply(node, node.machine.advert_received(self.now, result))
+            before = instance.counters.adverts_received
+            instance.receive_frame(frame, self.now)
+            if instance.counters.adverts_received != before:
+                fields = parse_frame(frame)
+                assert not isinstance(fields, Dropped)
+                node.accepted.append(
+                    (self.now, Advert(fields.src, fields.advbase, fields.advskew, fields.counter))
+                )
+            self._pump(node)
 
         return deliver

@@ -1,8 +1,10 @@
 """``pyucarp status``, ``demote``/``promote`` and ``metrics``.
 
-Unit tests read hand-made state files; the namespace test runs a two-host cluster, each
-host with its own --statedir, through a graceful hand-off, a restart in maintenance, a
-promotion and a failover, reading everything through the commands themselves.
+Unit tests read hand-made state files (written from :class:`InstanceStatus`, as the daemon
+writes them); the namespace test runs a two-host cluster, each host with its own
+--statedir, through a graceful hand-off, a restart in maintenance, a promotion and a
+failover, reading everything through the commands themselves. ``test_admin_run.py`` does
+the same for the instances of one ``pyucarp run`` process.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Any
 
 import pytest
 
-from daemons import REPO, Node, pyucarp_env, start_node
-from netlab import Host, Lab, wait_until
-from pyucarp.ops import admin
-from pyucarp.ops import metrics
+from pyucarp.lab.daemons import Daemon, pyucarp_env, start_node
+from pyucarp.lab.netlab import Host, Lab, wait_until
+from pyucarp.ops import admin, metrics
+from pyucarp.shell.statefile import InstanceStatus, MasterRecord, ScriptRecord, StateFile
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
+REPO = Path(__file__).resolve().parent.parent
 VIP = "192.0.2.100"
 VHID = 7
 NAME = f"eth0-{VHID}"
@@ -92,26 +95,30 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def snapshot(pid: int, **changes: Any) -> dict[str, Any]:
-    """A state document as the daemon writes it."""
+def script(kind: str, returncode: int | None, *, timed_out: bool = False,
+           error: str | None = None) -> ScriptRecord:
+    """How a script ended, as the state file records it."""
+    return ScriptRecord(kind, (f"/x/{kind}", "eth0", VIP), returncode, None, 0.012,
+                        timed_out, error)
+
+
+def snapshot(pid: int, **changes: Any) -> InstanceStatus:
+    """An instance's status as the daemon writes it."""
     now = time.time()
-    doc: dict[str, Any] = {
-        "pid": pid, "interface": "eth0", "vhid": VHID, "vip": VIP, "srcip": "192.0.2.1",
-        "advbase": 1, "advskew": 0, "state": "MASTER", "since": now - 192.4,
-        "updated": now, "transitions": 2,
-        "master": {"address": "192.0.2.1", "advbase": 1, "advskew": 0},
-        "maintenance": False, "link_up": True, "adverts_sent": 193, "adverts_received": 4,
-        "send_errors": 0, "dropped": {"bad_digest": 3, "replay": 1}, "replay_window": 2,
-        "last_script": {"kind": "up", "argv": ["/x/up", "eth0", VIP], "returncode": 0,
-                        "timed_out": False, "error": None},
-    }
-    doc.update(changes)
-    return doc
+    return InstanceStatus(
+        pid=pid, name=NAME, interface="eth0", vhid=VHID, vip=VIP, srcip="192.0.2.1",
+        advbase=1, advskew=0, state="MASTER", since=now - 192.4, updated=now, transitions=2,
+        master=MasterRecord("192.0.2.1", 1, 0), maintenance=False, link_up=True,
+        adverts_sent=193, adverts_received=4, send_errors=0,
+        dropped={"bad_digest": 3, "replay": 1}, replay_window=2,
+        last_script=script("up", 0),
+    )._replace(**changes)
 
 
-def write_state(statedir: Path, name: str, doc: dict[str, Any]) -> None:
+def write_state(statedir: Path, name: str, status: InstanceStatus) -> None:
+    """Write ``status`` as instance ``name``'s state file, as the daemon does."""
     statedir.mkdir(exist_ok=True)
-    (statedir / f"{name}.json").write_text(json.dumps(doc))
+    StateFile(str(statedir / f"{name}.json")).write(status._replace(name=name))
 
 
 def test_human_ago() -> None:
@@ -141,12 +148,9 @@ def test_status_table_and_json(tmp_path: Path, live_pid: int) -> None:
     "case, changes, problem",
     [
         ("link", {"link_up": False}, "link-down"),
-        ("exit", {"last_script": {"kind": "down", "argv": [], "returncode": 1,
-                                  "timed_out": False, "error": None}}, "script-failed"),
-        ("timeout", {"last_script": {"kind": "up", "argv": [], "returncode": None,
-                                     "timed_out": True, "error": None}}, "script-failed"),
-        ("spawn", {"last_script": {"kind": "up", "argv": [], "returncode": None,
-                                   "timed_out": False, "error": "No such file"}}, "script-failed"),
+        ("exit", {"last_script": script("down", 1)}, "script-failed"),
+        ("timeout", {"last_script": script("up", None, timed_out=True)}, "script-failed"),
+        ("spawn", {"last_script": script("up", None, error="No such file")}, "script-failed"),
         ("hung", {"updated": time.time() - 3600}, "hung"),
     ],
 )
@@ -174,7 +178,8 @@ def test_status_stale_file_is_dead(tmp_path: Path, dead_pid: int) -> None:
 def test_status_unreadable_and_none(tmp_path: Path) -> None:
     proc = run_cmd("status", "--statedir", str(tmp_path / "missing"))
     assert proc.returncode == 3 and "no pyucarp instance" in proc.stdout
-    assert run_cmd("status", "--statedir", str(tmp_path / "missing"), "--json").stdout.strip() == "[]"
+    proc = run_cmd("status", "--statedir", str(tmp_path / "missing"), "--json")
+    assert proc.stdout.strip() == "[]"
     (tmp_path / "eth0-3.json").write_text("{half")
     (tmp_path / ".eth0-3.json.123.tmp").write_text("{}")  # an atomic write in progress
     proc = run_cmd("status", "--statedir", str(tmp_path))
@@ -229,6 +234,113 @@ def test_demote_reports_a_daemon_that_does_not_confirm(tmp_path: Path) -> None:
         proc.wait()
 
 
+def test_status_json_is_the_state_document_plus_conclusions(tmp_path: Path,
+                                                            live_pid: int) -> None:
+    status = snapshot(live_pid, maintenance=True)
+    write_state(tmp_path, NAME, status)
+    (tmp_path / f"{NAME}.maintenance").write_text("")
+    (doc,) = status_json(tmp_path)
+    conclusions = {"statefile", "running", "healthy", "problems", "maintenance_flag"}
+    assert set(doc) == set(InstanceStatus._fields) | conclusions
+    assert {k: v for k, v in doc.items() if k not in conclusions} == status.to_json()
+    assert InstanceStatus.from_json(doc) == status
+    assert (doc["statefile"], doc["running"], doc["healthy"], doc["problems"],
+            doc["maintenance_flag"]) == (str(tmp_path / f"{NAME}.json"), True, True, [], True)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"vip": 100}, "field 'vip' has the wrong type"),
+        ({"updated": None}, "field 'updated' has the wrong type"),
+        ({"last_script": {"kind": "up"}}, "field 'argv' is missing"),
+        ({"state": ...}, "field 'state' is missing"),
+    ],
+)
+def test_a_file_that_is_no_state_document_is_unreadable_with_the_reason(
+    tmp_path: Path, live_pid: int, change: dict[str, Any], reason: str
+) -> None:
+    doc = snapshot(live_pid).to_json()
+    for key, value in change.items():
+        if value is ...:
+            del doc[key]
+        else:
+            doc[key] = value
+    (tmp_path / f"{NAME}.json").write_text(json.dumps(doc))
+    proc = run_cmd("status", "--statedir", str(tmp_path))
+    assert proc.returncode == 1
+    assert f"unreadable (not a pyucarp state file: {reason})" in proc.stdout, proc.stdout
+    (entry,) = status_json(tmp_path)
+    assert entry["problems"] == ["unreadable"] and entry["running"] is False
+    assert entry["error"] == f"not a pyucarp state file: {reason}"
+    assert "pid" not in entry  # nothing of a half-understood document is passed on
+    assert by_name(parse_metrics(run_cmd("metrics", "--statedir", str(tmp_path)).stdout),
+                   "ucarp_up") == []
+
+
+def test_instances_of_one_process_are_judged_each_on_its_own(tmp_path: Path,
+                                                            live_pid: int) -> None:
+    # Three instances of one `pyucarp run` process: one pid, three files, three verdicts.
+    for vhid in (1, 2, 3):
+        changes: dict[str, Any] = {"vhid": vhid, "vip": f"192.0.2.{100 + vhid}"}
+        if vhid == 2:
+            changes["updated"] = time.time() - 2 * admin.HUNG_AFTER_SECONDS
+        write_state(tmp_path, f"eth0-{vhid}", snapshot(live_pid, **changes))
+    proc = run_cmd("status", "--statedir", str(tmp_path))
+    assert proc.returncode == 1
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert sorted(rows) == ["eth0-1", "eth0-2", "eth0-3"]
+    assert rows["eth0-2"].endswith("hung") and rows["eth0-1"].endswith("ok")
+    doc = status_json(tmp_path)
+    assert [d["pid"] for d in doc] == [live_pid] * 3
+    assert [d["problems"] for d in doc] == [[], ["hung"], []]
+    s = parse_metrics(run_cmd("metrics", "--statedir", str(tmp_path)).stdout)
+    assert [by_name(s, "ucarp_healthy", instance=f"eth0-{v}") for v in (1, 2, 3)] == [[1], [0], [1]]
+    assert sorted(by_name(s, "ucarp_up")) == [1, 1, 1]
+
+
+def test_one_signal_per_process_and_each_instance_confirms_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = 4242  # never signalled for real: the process below stands in for `pyucarp run`
+    for vhid in (1, 2, 3):
+        write_state(tmp_path, f"eth0-{vhid}",
+                    snapshot(pid, vhid=vhid, vip=f"192.0.2.{100 + vhid}"))
+    sent: list[tuple[int, int]] = []
+
+    def process(target: int, signum: int) -> None:
+        # What the process does on the control signal: every instance reads its own flag.
+        sent.append((target, signum))
+        for vhid in (1, 2, 3):
+            sf = StateFile(str(tmp_path / f"eth0-{vhid}.json"))
+            on = sf.maintenance_requested()
+            status = sf.read()
+            sf.write(status._replace(maintenance=on, state="BACKUP" if on else status.state))
+
+    monkeypatch.setattr(admin.os, "kill", process)
+
+    def switch(names: list[str], on: bool) -> list[str]:
+        lines: list[str] = []
+        targets = admin.select(admin.scan(str(tmp_path), lambda _pid: True), names,
+                               all_=False, statedir=str(tmp_path), demote=on)
+        code = admin.switch_maintenance(str(tmp_path), targets, on, 2.0,
+                                        alive=lambda _pid: True, out=lines.append)
+        assert code == 0, lines
+        return lines
+
+    def maintenance() -> list[bool]:
+        return [StateFile(str(tmp_path / f"eth0-{v}.json")).read().maintenance for v in (1, 2, 3)]
+
+    demoted = switch(["eth0-2"], True)
+    assert demoted == ["eth0-2: maintenance on, BACKUP, master 192.0.2.1 1/0 (self)"]
+    assert sent == [(pid, admin.CONTROL_SIGNAL)] and maintenance() == [False, True, False]
+    lines = switch(["eth0"], True)  # the interface: all three, still one signal
+    assert sorted(line.split(":")[0] for line in lines) == ["eth0-1", "eth0-2", "eth0-3"]
+    assert len(sent) == 2 and maintenance() == [True, True, True]
+    assert switch(["192.0.2.101", "eth0-3"], False)[0].startswith("eth0-1: maintenance off")
+    assert len(sent) == 3 and maintenance() == [False, True, False]
+
+
 # --------------------------------------------------------------------------- metrics (files)
 
 
@@ -236,9 +348,7 @@ def test_metrics_parse_with_escaped_labels(tmp_path: Path, live_pid: int, dead_p
     odd = 'eth0:"x\\y\nz'  # every character the text format must escape
     write_state(tmp_path, NAME, snapshot(live_pid, maintenance=True, link_up=False))
     write_state(tmp_path, "odd-5", snapshot(live_pid, interface=odd, vhid=5, state="BACKUP",
-                                            last_script={"kind": "down", "argv": [],
-                                                         "returncode": None, "timed_out": True,
-                                                         "error": None}))
+                                            last_script=script("down", None, timed_out=True)))
     write_state(tmp_path, "eth3-8", snapshot(dead_pid, interface="eth3", vhid=8))
     text = run_cmd("metrics", "--statedir", str(tmp_path)).stdout
     for fam in metrics.FAMILIES:
@@ -295,7 +405,7 @@ def test_metrics_textfile_and_interval(tmp_path: Path, live_pid: int) -> None:
 # --------------------------------------------------------------------------- a real cluster
 
 
-def _start(host: Host, tmp_path: Path, label: str, skew: int) -> Node:
+def _start(host: Host, tmp_path: Path, label: str, skew: int) -> Daemon:
     statedir = tmp_path / f"state-{host.name}"
     return start_node(host, tmp_path, name=label, vhid=VHID, vip=VIP, advskew=skew,
                       deadratio=2, preempt=True, shutdown=True, pidfile=True,
@@ -321,7 +431,8 @@ def test_cluster_status_handoff_maintenance_restart_failover(lab: Lab, tmp_path:
         return doc[0].get("state") if len(doc) == 1 and doc[0]["running"] else None
 
     # Converged: a MASTER, b BACKUP following a; both healthy; metrics agree.
-    assert wait_until(lambda: state(sa) == "MASTER" and state(sb) == "BACKUP", 10), (a.log(), b.log())
+    converged = wait_until(lambda: state(sa) == "MASTER" and state(sb) == "BACKUP", 10)
+    assert converged, (a.log(), b.log())
     assert wait_until(lambda: ha.has_address(VIP), 5)
     # b learns of its master from the first advert; the file shows it within its 5 s refresh.
     master_a = {"address": ha.ip, "advbase": 1, "advskew": 0}

@@ -1,6 +1,6 @@
-"""The frame codec against the reference vectors, ucarp's receive checks, scapy and the C ucarp.
+"""The frame codec against the golden vectors, ucarp's receive checks, scapy and the C ucarp.
 
-Independent oracles: the golden frames of the reference (§2), scapy's dissector, an HMAC and
+Independent oracles: the golden frames of docs/compat.md §2, scapy's dissector, an HMAC and
 checksums computed here from the definitions, and frames captured from /usr/sbin/ucarp
 (``tests/vectors/cucarp.json``, when present).
 """
@@ -30,8 +30,8 @@ from pyucarp.core.codec import (
     Advert,
     AdvertCodec,
     CarpFrame,
-    DropReason,
     Dropped,
+    DropReason,
     carp_digest,
     gratuitous_arp,
     internet_checksum,
@@ -139,7 +139,8 @@ def test_golden_parse_frame_fields(g: Golden) -> None:
 
 @pytest.mark.parametrize("g", GOLDEN, ids=GOLDEN_IDS)
 def test_golden_decodes_for_a_peer(g: Golden) -> None:
-    assert peer(g).decode(g.frame) == Advert(src=g.src, advbase=g.advbase, advskew=g.advskew, counter=g.counter)
+    expected = Advert(src=g.src, advbase=g.advbase, advskew=g.advskew, counter=g.counter)
+    assert peer(g).decode(g.frame) == expected
 
 
 @pytest.mark.parametrize("g", GOLDEN, ids=GOLDEN_IDS)
@@ -164,14 +165,17 @@ def test_golden_digest_matches_independent_hmac(g: Golden) -> None:
 
 
 @settings(max_examples=200)
-@given(password=st.binary(max_size=200), vhid=st.integers(0, 255), vip=st.builds(IPv4Address, st.integers(0, 2**32 - 1)),
-       counter=st.integers(0, 2**64 - 1))
+@given(password=st.binary(max_size=200), vhid=st.integers(0, 255),
+       vip=st.builds(IPv4Address, st.integers(0, 2**32 - 1)), counter=st.integers(0, 2**64 - 1))
 @example(password=b"k" * 65, vhid=1, vip=IPv4Address("192.0.2.1"), counter=1)
 @example(password=b"k" * 64, vhid=1, vip=IPv4Address("192.0.2.1"), counter=1)
-def test_digest_is_standard_hmac_sha1_for_any_key(password: bytes, vhid: int, vip: IPv4Address, counter: int) -> None:
+def test_digest_is_standard_hmac_sha1_for_any_key(
+    password: bytes, vhid: int, vip: IPv4Address, counter: int
+) -> None:
     """Keys longer than the SHA-1 block are hashed first, as RFC 2104 says."""
     msg = bytes([2, 1, vhid]) + vip.packed + counter.to_bytes(8, "big")
-    assert carp_digest(password, vhid, vip, counter) == hmac.new(password, msg, hashlib.sha1).digest()
+    expected = hmac.new(password, msg, hashlib.sha1).digest()
+    assert carp_digest(password, vhid, vip, counter) == expected
 
 
 # ---------------------------------------------------------------- gratuitous ARP
@@ -244,13 +248,15 @@ def test_other_group_encodes_its_mac_and_destination() -> None:
 
 ENCODE_CASES = [
     (1, b"pw", IPv4Address("192.0.2.100"), IPv4Address("192.0.2.1"), 1, 0, 0, 0),
-    (255, b"abcdefghijklmnopqrs", IPv4Address("198.51.100.9"), IPv4Address("198.51.100.2"), 255, 255,
-     2**64 - 1, 0xFFFF),
+    (255, b"abcdefghijklmnopqrs", IPv4Address("198.51.100.9"), IPv4Address("198.51.100.2"),
+     255, 255, 2**64 - 1, 0xFFFF),
     (42, b"", IPv4Address("10.0.0.100"), IPv4Address("10.0.0.1"), 3, 100, 12345, 777),
 ]
 
 
-@pytest.mark.parametrize(("vhid", "pw", "vip", "src", "advbase", "advskew", "counter", "ip_id"), ENCODE_CASES)
+@pytest.mark.parametrize(
+    ("vhid", "pw", "vip", "src", "advbase", "advskew", "counter", "ip_id"), ENCODE_CASES
+)
 def test_encoded_frame_per_scapy(
     vhid: int, pw: bytes, vip: IPv4Address, src: IPv4Address,
     advbase: int, advskew: int, counter: int, ip_id: int,
@@ -272,8 +278,10 @@ def test_encoded_frame_per_scapy(
     del fresh.chksum
     assert IP(bytes(fresh)).chksum == sent_sum
     # The CARP header, built here from the definition, checksummed with scapy's RFC 1071.
-    digest = hmac.new(pw, bytes([2, 1, vhid]) + vip.packed + counter.to_bytes(8, "big"), hashlib.sha1).digest()
-    carp = bytearray(struct.pack("!BBBBBBHQ", 0x21, vhid, advskew, 7, 0, advbase, 0, counter) + digest)
+    msg = bytes([2, 1, vhid]) + vip.packed + counter.to_bytes(8, "big")
+    digest = hmac.new(pw, msg, hashlib.sha1).digest()
+    header = struct.pack("!BBBBBBHQ", 0x21, vhid, advskew, 7, 0, advbase, 0, counter)
+    carp = bytearray(header + digest)
     struct.pack_into("!H", carp, 6, scapy_checksum(bytes(carp)))
     payload = bytes(ip.payload)
     assert payload == bytes(carp)
@@ -355,13 +363,17 @@ def test_other_vhid_even_when_valid_for_it() -> None:
 
 
 def test_other_group() -> None:
-    other = sender(V, group=IPv4Address("224.0.0.19")).encode(advbase=1, advskew=0, counter=1, ip_id=1)
+    other = sender(V, group=IPv4Address("224.0.0.19")).encode(
+        advbase=1, advskew=0, counter=1, ip_id=1
+    )
     assert reason(peer(V).decode(other)) is DropReason.OTHER_GROUP
     assert reason(peer(V, group=IPv4Address("224.0.0.19")).decode(other)) is None
 
 
 def test_other_group_message_is_ucarps() -> None:
-    other = sender(V, group=IPv4Address("224.0.0.19")).encode(advbase=1, advskew=0, counter=1, ip_id=1)
+    other = sender(V, group=IPv4Address("224.0.0.19")).encode(
+        advbase=1, advskew=0, counter=1, ip_id=1
+    )
     assert _msg(peer(V).decode(other)) == "Ignoring different multicast ip: [224.0.0.19]"
 
 
@@ -371,7 +383,8 @@ def test_bad_checksum() -> None:
 
 
 def test_bad_digest_wrong_password_or_vip() -> None:
-    for codec in (peer(V, password=b"lov"), peer(V, password=b"love "), peer(V, vip=IPv4Address("10.0.0.101"))):
+    for codec in (peer(V, password=b"lov"), peer(V, password=b"love "),
+                  peer(V, vip=IPv4Address("10.0.0.101"))):
         r = codec.decode(V.frame)
         assert reason(r) is DropReason.BAD_DIGEST
         expected = codec.digest(V.counter)
@@ -392,7 +405,8 @@ def test_digest_covers_vhid_vip_counter_not_advbase_or_skew() -> None:
         assert isinstance(p.decode(edit(V.frame, off, val, fix=True)), Advert), off
     assert p.decode(edit(V.frame, 36, 200, fix=True)) == Advert(V.src, 1, 200, V.counter)
     for off in range(42, 70):  # counter and digest bytes
-        assert reason(p.decode(edit(V.frame, off, V.frame[off] ^ 0x01, fix=True))) is DropReason.BAD_DIGEST, off
+        flipped = edit(V.frame, off, V.frame[off] ^ 0x01, fix=True)
+        assert reason(p.decode(flipped)) is DropReason.BAD_DIGEST, off
 
 
 def test_leave_advert_flag() -> None:
@@ -480,12 +494,15 @@ def test_decode_encode_roundtrip(
     vip: IPv4Address, src: IPv4Address, group: IPv4Address, nomcast: bool,
 ) -> None:
     kw: dict[str, Any] = dict(vhid=vhid, password=password, vip=vip, group=group, nomcast=nomcast)
-    frame = AdvertCodec(srcip=src, **kw).encode(advbase=advbase, advskew=advskew, counter=counter, ip_id=ip_id)
+    frame = AdvertCodec(srcip=src, **kw).encode(
+        advbase=advbase, advskew=advskew, counter=counter, ip_id=ip_id
+    )
     other = IPv4Address((int(src) + 1) % 2**32)
     assert AdvertCodec(srcip=other, **kw).decode(frame) == Advert(src, advbase, advskew, counter)
     f = parse_frame(frame)
     assert isinstance(f, CarpFrame) and f.ip_id == ip_id and f.checksum_ok
-    assert AdvertCodec(srcip=src, **kw).decode(frame) == Dropped(DropReason.OWN, "Own advertisement")
+    own = Dropped(DropReason.OWN, "Own advertisement")
+    assert AdvertCodec(srcip=src, **kw).decode(frame) == own
 
 
 def _ucarp_cksum(data: bytes) -> int:
@@ -559,8 +576,11 @@ def test_mutated_frames_never_raise(frame: bytes) -> None:
 
 
 @settings(max_examples=300)
-@given(g=st.sampled_from(GOLDEN), off=st.integers(42, 69), mask=st.integers(1, 255), fix=st.booleans())
-def test_flipped_counter_or_digest_is_always_rejected(g: Golden, off: int, mask: int, fix: bool) -> None:
+@given(g=st.sampled_from(GOLDEN), off=st.integers(42, 69), mask=st.integers(1, 255),
+       fix=st.booleans())
+def test_flipped_counter_or_digest_is_always_rejected(
+    g: Golden, off: int, mask: int, fix: bool
+) -> None:
     """Caught by the checksum, or (checksums recomputed) by the HMAC."""
     r = peer(g).decode(edit(g.frame, off, g.frame[off] ^ mask, fix=fix))
     assert reason(r) is (DropReason.BAD_DIGEST if fix else DropReason.BAD_CHECKSUM)
@@ -608,7 +628,9 @@ def _codecs(cfg: dict[str, Any]) -> tuple[AdvertCodec, AdvertCodec]:
 
 
 @needs_vectors
-@pytest.mark.parametrize("cfg", _CONFIGS, ids=[v.get("name", str(i)) for i, v in enumerate(_CONFIGS)])
+@pytest.mark.parametrize(
+    "cfg", _CONFIGS, ids=[v.get("name", str(i)) for i, v in enumerate(_CONFIGS)]
+)
 def test_cucarp_captures(cfg: dict[str, Any]) -> None:
     c = cfg["config"]
     own, other = _codecs(cfg)
@@ -625,7 +647,9 @@ def test_cucarp_captures(cfg: dict[str, Any]) -> None:
         assert isinstance(f, CarpFrame)
         got = other.decode(frame)
         assert got == Advert(IPv4Address(c["srcip"]), c["advbase"], c["advskew"], f.counter)
-        assert own.encode(advbase=c["advbase"], advskew=c["advskew"], counter=f.counter, ip_id=f.ip_id) == frame
+        encoded = own.encode(advbase=c["advbase"], advskew=c["advskew"], counter=f.counter,
+                             ip_id=f.ip_id)
+        assert encoded == frame
     assert adverts > 0 and arps > 0
 
 
@@ -646,6 +670,9 @@ def test_cucarp_pair_frames() -> None:
             continue
         f = parse_frame(frame)
         assert isinstance(f, CarpFrame)
-        assert listener.decode(frame) == Advert(IPv4Address(who["srcip"]), c["advbase"], who["advskew"], f.counter)
+        src = IPv4Address(who["srcip"])
+        assert listener.decode(frame) == Advert(src, c["advbase"], who["advskew"], f.counter)
         mine = AdvertCodec(srcip=IPv4Address(who["srcip"]), **kw)
-        assert mine.encode(advbase=f.advbase, advskew=f.advskew, counter=f.counter, ip_id=f.ip_id) == frame
+        encoded = mine.encode(advbase=f.advbase, advskew=f.advskew, counter=f.counter,
+                              ip_id=f.ip_id)
+        assert encoded == frame

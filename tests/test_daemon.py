@@ -2,8 +2,8 @@
 
 Two pyucarp nodes share a bridge unless a test says otherwise: ``a`` (192.0.2.1, advskew 0,
 the intended master) and ``b`` (192.0.2.2, advskew 100). Their scripts are the shipped
-vip-up.sh / vip-down.sh behind wrappers that record each call (tests/daemons.py), so "who
-is master" is read from the logs and "who holds the VIP" from the hosts' addresses.
+vip-up.sh / vip-down.sh behind wrappers that record each call (pyucarp/lab/daemons.py), so
+"who is master" is read from the logs and "who holds the VIP" from the hosts' addresses.
 
 Timings are kept small: advbase 1 and deadratio 2 for pairs (a backup's dead interval
 (2, skew) stays above any master's (1, skew), so the "going to time out" rule never
@@ -21,26 +21,26 @@ import re
 import signal
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from daemons import (
+from pyucarp.lab.daemons import (
     DEFAULT_PASSWORD,
     DEFAULT_VIP,
     LOG_LINE_RE,
-    Node,
+    Daemon,
     describe,
     holders,
-    netns_pids,
     run_pyucarp,
     start_node,
     wait_converged,
     wait_holder,
     write_recording_scripts,
 )
-from netlab import Host, Lab, wait_until
+from pyucarp.lab.netlab import Host, Lab, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
 
@@ -61,7 +61,7 @@ def _start_pair(
     a_opts: dict[str, Any] | None = None,
     b_opts: dict[str, Any] | None = None,
     **common: Any,
-) -> tuple[Node, Node]:
+) -> tuple[Daemon, Daemon]:
     """``a`` first, until it is MASTER with the VIP, then ``b``; both converged."""
     ha, hb = _hosts(lab)
     common.setdefault("deadratio", PAIR_DEADRATIO)
@@ -74,7 +74,7 @@ def _start_pair(
     return na, nb
 
 
-def _lone(lab: Lab, tmp_path: Path, **opts: Any) -> Node:
+def _lone(lab: Lab, tmp_path: Path, **opts: Any) -> Daemon:
     """One node on host ``a`` that becomes MASTER after one second (deadratio 1)."""
     host = lab.add_host("a", A_IP)
     opts.setdefault("deadratio", 1)
@@ -329,7 +329,7 @@ def test_daemonize_detaches_at_once(lab: Lab, tmp_path: Path) -> None:
     assert wait_until(pidfile.exists, 3)
     pid = int(pidfile.read_text().split()[0])
     try:
-        assert pid in netns_pids(host)
+        assert pid in host.pids()
         # detached: the console is gone, and the password is still not on show
         for fd in (0, 1, 2):
             assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
@@ -342,7 +342,7 @@ def test_daemonize_detaches_at_once(lab: Lab, tmp_path: Path) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    assert wait_until(lambda: pid not in netns_pids(host), 5)
+    assert wait_until(lambda: pid not in host.pids(), 5)
     assert wait_until(lambda: not pidfile.exists(), 2), "pid file left behind"
 
 
@@ -434,7 +434,7 @@ def test_password_hidden_from_cmdline_and_logs(lab: Lab, tmp_path: Path) -> None
 def errhost() -> Any:
     """One lab host for all the configuration-error runs (nothing stays running)."""
     from conftest import netns_problem
-    import netlab
+    from pyucarp.lab import netlab
 
     problem = netns_problem()
     if problem is not None:
@@ -494,7 +494,7 @@ def test_configuration_errors(errhost: Host, tmp_path: Path, case: str, detach: 
     assert done.stdout == ""
     time.sleep(0.1)
     assert not record.exists() or record.read_text() == "", "a script ran"
-    assert not netns_pids(errhost), "something is still running"
+    assert not errhost.pids(), "something is still running"
 
 
 # ----------------------------------------------------------------------------- memory
@@ -509,6 +509,7 @@ def test_memory_and_no_scapy(lab: Lab, tmp_path: Path, record_property: RecordPr
     assert rss < 40 * 1024
     maps = Path(f"/proc/{node.pid}/maps").read_text()
     assert "scapy" not in maps
-    imported = [line.split("|")[-1].strip() for line in node.lines() if line.startswith("import time:")]
+    imported = [line.split("|")[-1].strip() for line in node.lines()
+                if line.startswith("import time:")]
     assert "pyucarp.shell.loop" in imported, "-X importtime output missing: the check below is void"
     assert not [m for m in imported if m.split(".")[0] == "scapy"], "the daemon imported scapy"

@@ -78,7 +78,8 @@ def _set_field(frame: bytes, rng: random.Random) -> bytes:
     out = bytearray(frame)
     offset = rng.choice((12, 13, 14, 22, 23, 34, 35, 36, 37, 39))
     if offset < len(out):
-        out[offset] = rng.choice((0, 0x45, 0x4F, 0x40, 0x21, 0x11, 112, 255, VHID, rng.randrange(256)))
+        values = (0, 0x45, 0x4F, 0x40, 0x21, 0x11, 112, 255, VHID, rng.randrange(256))
+        out[offset] = rng.choice(values)
     return bytes(out)
 
 

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 import hostile
-from hostile import CONTROL_SIGNAL, Instance, wait_for
-from netlab import Host, Lab, largest_gap
 from pyucarp.core.codec import Advert, AdvertCodec
+from pyucarp.lab.daemons import CONTROL_SIGNAL, Daemon, pyucarp_command, run_pyucarp, start_ucarp
+from pyucarp.lab.netlab import Host, Lab, largest_gap, wait_until
 from pyucarp.shell.netio import carp_filter
 
 pytestmark = pytest.mark.netns
@@ -47,7 +47,9 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # The socket filter a pyucarp daemon attaches (IPv4, protocol 112, its own vhid): frames it
 # refuses never reach the daemon, so they are counted nowhere.
 SOCKET_FILTER = carp_filter(VHID)
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}: \[(DEBUG|INFO|NOTICE|WARNING|ERROR)\] ")
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}: \[(DEBUG|INFO|NOTICE|WARNING|ERROR)\] "
+)
 
 
 def figure(name: str, value: str) -> None:
@@ -94,24 +96,19 @@ def records(path: Path) -> list[str]:
     return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
-def netns_pids(netns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def stop_all(*instances: Instance) -> None:
+def stop_all(*instances: Daemon) -> None:
     for inst in instances:
         inst.stop(signal.SIGKILL)
 
 
-def settled_state(inst: Instance, timeout: float = 5.0) -> dict[str, Any]:
+def settled_state(inst: Daemon, timeout: float = 5.0) -> dict[str, Any]:
     """The state file once its counters stopped moving (the daemon drained its socket)."""
     last: dict[str, Any] | None = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        now = inst.state(VHID, refresh=True)
-        assert now is not None, inst.text()
+        now = inst.statefile(VHID, refresh=True)
+        assert now is not None, inst.log()
         if last is not None and now["dropped"] == last["dropped"]:
             return now
         last = now
@@ -143,12 +140,12 @@ def test_hostile_flood(lab: Lab, tmp_path: Path) -> None:
     m = lab.add_host("m", "192.0.2.1/24")
     b = lab.add_host("b", "192.0.2.2/24")
     x = lab.add_host("x", "192.0.2.66/24")
-    master = Instance(m, tmp_path, ucarp_args(m, "-k", "10", "-r", "1"), name="master")
+    master = start_ucarp(m, tmp_path, ucarp_args(m, "-k", "10", "-r", "1"), name="master")
     # -P and a worse skew: a forged advert that were believed would tempt it.
-    backup = Instance(b, tmp_path, ucarp_args(b, "-k", "100", "-P"), name="backup")
+    backup = start_ucarp(b, tmp_path, ucarp_args(b, "-k", "100", "-P"), name="backup")
     with lab.capture_bridge(kinds=("carp",)) as cap:
-        assert master.wait_state(VHID, "MASTER", 10), master.text()
-        assert backup.wait_state(VHID, "BACKUP", 10), backup.text()
+        assert master.wait_statefile(VHID, "MASTER", 10), master.log()
+        assert backup.wait_statefile(VHID, "BACKUP", 10), backup.log()
         assert cap.wait_for(lambda fr: len(adverts_from(fr, m.ip)) >= 2, 5)
     captured = last_advert(cap.frames(), m.ip)
     view = hostile.VictimView(VHID, VIP, x.ip, mac_of(x))
@@ -179,7 +176,7 @@ def test_hostile_flood(lab: Lab, tmp_path: Path) -> None:
     lines_before = {inst: len(inst.lines()) for inst in (master, backup)}
     cpu_before = {inst: inst.cpu_seconds() for inst in (master, backup)}
     started = time.monotonic()
-    result = hostile.flood(x.netns, "eth0", mix.order, FLOOD_RATE)
+    result = x.flood(mix.order, FLOOD_RATE)
     after = {inst: settled_state(inst) for inst in (master, backup)}
     cpu = {inst: inst.cpu_seconds() - cpu_before[inst] for inst in (master, backup)}
     # Frames shorter than an Ethernet header are refused by the kernel (EINVAL).
@@ -192,9 +189,9 @@ def test_hostile_flood(lab: Lab, tmp_path: Path) -> None:
     figure("flood_categories", ", ".join(f"{k}={len(v)}" for k, v in mix.categories.items()))
     delivered = sum(1 for f in mix.order if hostile.bpf_passes(SOCKET_FILTER, f))
     for inst, name in ((master, "master"), (backup, "backup")):
-        assert inst.alive(), inst.text()
+        assert inst.alive(), inst.log()
         assert after[inst]["state"] == before[inst]["state"]
-        assert after[inst]["transitions"] == before[inst]["transitions"], inst.text()
+        assert after[inst]["transitions"] == before[inst]["transitions"], inst.log()
         assert after[inst]["advskew"] == before[inst]["advskew"]
         observed = Counter({k: v - before[inst]["dropped"].get(k, 0)
                             for k, v in after[inst]["dropped"].items()})
@@ -222,13 +219,13 @@ def test_hostile_flood(lab: Lab, tmp_path: Path) -> None:
     # The log: a handful of lines, then one summary per kind of warning.
     for inst, name in ((master, "master"), (backup, "backup")):
         assert inst.wait_log(r'\d+ more "BAD_DIGEST" messages suppressed in the last 10 s', 15), \
-            inst.text()
+            inst.log()
         assert inst.wait_log(r'\d+ more "BAD_CHECKSUM" messages suppressed', 2)
         new_lines = inst.lines()[lines_before[inst]:]
         figure(f"flood_log_lines_{name}", f"{len(new_lines)} console lines for {FLOOD_TOTAL} "
                "hostile frames")
         assert len(new_lines) < 100, "\n".join(new_lines)
-    assert backup.wait_log(r'\d+ more "REPLAY" messages suppressed', 2), backup.text()
+    assert backup.wait_log(r'\d+ more "REPLAY" messages suppressed', 2), backup.log()
     stop_all(master, backup)
 
 
@@ -236,8 +233,8 @@ def test_hostile_flood_log_is_limited_with_debug(lab: Lab, tmp_path: Path) -> No
     """With -D as well, a flood of malformed and other-group frames stays a few log lines."""
     h = lab.add_host("h", "192.0.2.1/24")
     x = lab.add_host("x", "192.0.2.66/24")
-    node = Instance(h, tmp_path, ucarp_args(h, "-r", "1", "-D"))
-    assert node.wait_state(VHID, "MASTER", 5), node.text()
+    node = start_ucarp(h, tmp_path, ucarp_args(h, "-r", "1", "-D"))
+    assert node.wait_statefile(VHID, "MASTER", 5), node.log()
     # Frames the socket filter lets through that are then refused at DEBUG level: cut
     # short (bogus size) or sent to another multicast group.
     rng = random.Random(11)
@@ -248,7 +245,7 @@ def test_hostile_flood_log_is_limited_with_debug(lab: Lab, tmp_path: Path) -> No
     frames = [f if i % 2 else f[:rng.randrange(36, 70)] for i, f in enumerate(whole)]
     assert all(hostile.bpf_passes(SOCKET_FILTER, f) for f in frames)
     before = len(node.lines())
-    hostile.flood(x.netns, "eth0", frames, rate=10_000)
+    x.flood(frames, rate=10_000)
     settled_state(node)
     new_lines = len(node.lines()) - before
     figure("flood_log_lines_debug", f"{new_lines} console lines with -D for {len(frames)} "
@@ -260,7 +257,7 @@ def test_hostile_flood_log_is_limited_with_debug(lab: Lab, tmp_path: Path) -> No
 # =============================================================================== replay
 
 
-def replay_scenario(lab: Lab, tmp_path: Path, victim_impl: str) -> tuple[Instance, Instance,
+def replay_scenario(lab: Lab, tmp_path: Path, victim_impl: str) -> tuple[Daemon, Daemon,
                                                                          Host, bytes, int]:
     """A pyucarp master (skew 0) and a victim backup (-P, skew 50) that hears it; the
     master's advert is captured, the master killed, the victim becomes MASTER, and the
@@ -269,20 +266,20 @@ def replay_scenario(lab: Lab, tmp_path: Path, victim_impl: str) -> tuple[Instanc
     a = lab.add_host("a", "192.0.2.1/24")
     v = lab.add_host("v", "192.0.2.2/24")
     x = lab.add_host("x", "192.0.2.66/24")
-    master = Instance(a, tmp_path, ucarp_args(a, "-r", "1"), name="master")
-    victim = Instance(v, tmp_path, ucarp_args(v, "-P", "-k", "50"), impl=victim_impl,
-                      name="victim")
+    master = start_ucarp(a, tmp_path, ucarp_args(a, "-r", "1"), name="master")
+    victim = start_ucarp(v, tmp_path, ucarp_args(v, "-P", "-k", "50"), impl=victim_impl,
+                         name="victim")
     with lab.capture_bridge(kinds=("carp",)) as cap:
-        assert master.wait_logged_state("MASTER", 10), master.text()
-        assert victim.wait_logged_state("BACKUP", 10), victim.text()
+        assert master.wait_state("MASTER", 10), master.log()
+        assert victim.wait_state("BACKUP", 10), victim.log()
         assert cap.wait_for(lambda fr: len(adverts_from(fr, a.ip)) >= 3, 6)
         captured = last_advert(cap.frames(), a.ip)
         time.sleep(1.2)  # ucarp's capture hands frames over about once a second
-    transitions = len(victim.logged_states())
+    transitions = len(victim.states())
     master.kill()  # no leave advert: the victim takes over by its own timer
-    assert victim.wait_logged_state("MASTER", 8), victim.text()
-    became_master = len(victim.logged_states())
-    hostile.flood(x.netns, "eth0", [captured] * 30, rate=10)
+    assert victim.wait_state("MASTER", 8), victim.log()
+    became_master = len(victim.states())
+    x.flood([captured] * 30, rate=10)
     time.sleep(0.5)
     return victim, master, a, captured, became_master - transitions
 
@@ -291,19 +288,19 @@ def test_replayed_advert_does_not_demote_pyucarp(lab: Lab, tmp_path: Path) -> No
     """Replays of the old master's better advert leave the new pyucarp master in place;
     the real old master coming back (fresh counters) is still obeyed."""
     victim, old, a, captured, _ = replay_scenario(lab, tmp_path, "py")
-    assert victim.logged_state() == "MASTER", victim.text()
-    assert "Preferred master advertised" not in victim.text()
-    state = victim.state(VHID, refresh=True)
+    assert victim.state() == "MASTER", victim.log()
+    assert "Preferred master advertised" not in victim.log()
+    state = victim.statefile(VHID, refresh=True)
     assert state is not None and state["state"] == "MASTER"
     figure("replay_dropped_py", f"{state['dropped'].get('replay', 0)} of 30 replays dropped, "
            f"state {state['state']}, transitions {state['transitions']}")
     assert state["dropped"].get("replay", 0) >= 28
     assert victim.wait_log(r"Replayed advertisement from \[192\.0\.2\.1\] ignored", 1)
     # The old master returns with -P: its adverts carry new counters and must win.
-    back = Instance(a, tmp_path, ucarp_args(a, "-r", "1", "-P"), name="master-again")
-    assert back.wait_logged_state("MASTER", 6), back.text()
-    assert victim.wait_logged_state("BACKUP", 4), victim.text()
-    assert "Preferred master advertised: going back to BACKUP state" in victim.text()
+    back = start_ucarp(a, tmp_path, ucarp_args(a, "-r", "1", "-P"), name="master-again")
+    assert back.wait_state("MASTER", 6), back.log()
+    assert victim.wait_state("BACKUP", 4), victim.log()
+    assert "Preferred master advertised: going back to BACKUP state" in victim.log()
     stop_all(victim, old, back)
 
 
@@ -312,8 +309,8 @@ def test_replayed_advert_demotes_c_ucarp(lab: Lab, tmp_path: Path) -> None:
     """The same replay demotes the C ucarp (no replay protection): the scenario can fail."""
     victim, old, _, _, _ = replay_scenario(lab, tmp_path, "c")
     assert victim.wait_log("Preferred master advertised: going back to BACKUP state", 3), \
-        victim.text()
-    states = victim.logged_states()
+        victim.log()
+    states = victim.states()
     assert states[-2:] == ["MASTER", "BACKUP"] or "BACKUP" in states[states.index("MASTER"):]
     figure("replay_c_ucarp", "the C ucarp stepped down on a replayed advert: "
            + " -> ".join(states))
@@ -344,19 +341,19 @@ def test_bad_scripts_never_delay_adverts(lab: Lab, tmp_path: Path) -> None:
         for vhid, script in scripts.items():
             # Only the hung one gets a short timeout; the 8 s one keeps the default 60 s.
             timeout = ["--script-timeout=2"] if vhid == 2 else []
-            masters[vhid] = Instance(
+            masters[vhid] = start_ucarp(
                 a, tmp_path, ucarp_args(a, "-k", "10", "-r", "1", "-n", "-u", str(script),
                                         *timeout, vhid=vhid), name=f"master{vhid}")
-            backups[vhid] = Instance(b, tmp_path, ucarp_args(b, "-k", "100", "-n", vhid=vhid),
-                                     name=f"backup{vhid}")
+            backups[vhid] = start_ucarp(b, tmp_path, ucarp_args(b, "-k", "100", "-n", vhid=vhid),
+                                        name=f"backup{vhid}")
         # Made non-executable after the start-up check, before the first MASTER.
-        assert masters[4].wait_log(r"Local advertised ethernet address", 5), masters[4].text()
+        assert masters[4].wait_log(r"Local advertised ethernet address", 5), masters[4].log()
         scripts[4].chmod(0o644)
         for vhid, inst in masters.items():
-            assert inst.wait_state(vhid, "MASTER", 5), inst.text()
+            assert inst.wait_statefile(vhid, "MASTER", 5), inst.log()
         t_master = time.monotonic()
-        assert wait_for(lambda: (marks / "slow").exists(), 3)
-        assert wait_for(lambda: "end" in records(marks / "slow"), 10), masters[1].text()
+        assert wait_until(lambda: (marks / "slow").exists(), 3)
+        assert wait_until(lambda: "end" in records(marks / "slow"), 10), masters[1].log()
         time.sleep(0.5)
         t_end = time.monotonic()
     frames = cap.frames()
@@ -367,7 +364,7 @@ def test_bad_scripts_never_delay_adverts(lab: Lab, tmp_path: Path) -> None:
                f"over {t_end - t_master:.1f} s ({len(times)} adverts, interval 1.039 s)")
         assert gap < 1.5, (vhid, times)
         assert not adverts_from(frames, b.ip, vhid), f"backup {vhid} advertised"
-        state = backups[vhid].state(vhid, refresh=True)
+        state = backups[vhid].statefile(vhid, refresh=True)
         assert state is not None and state["state"] == "BACKUP" and state["transitions"] == 1
         assert masters[vhid].alive() and backups[vhid].alive()
     # The 8 s script ran to its end, no timeout involved.
@@ -375,20 +372,20 @@ def test_bad_scripts_never_delay_adverts(lab: Lab, tmp_path: Path) -> None:
     # The hung script: SIGTERM at 2 s (ignored by the shell), SIGKILL 2 s later, all gone.
     hung = masters[2]
     assert hung.wait_log(r"\[ERROR\] Script \[.*hung\.sh eth0 192\.0\.2\.100\] timed out "
-                         r"after 2 s, sending SIGTERM", 1), hung.text()
-    assert hung.wait_log(r"still running 2 s after SIGTERM, sending SIGKILL", 1), hung.text()
+                         r"after 2 s, sending SIGTERM", 1), hung.log()
+    assert hung.wait_log(r"still running 2 s after SIGTERM, sending SIGKILL", 1), hung.log()
     hung_pid = int((marks / "hung.pid").read_text())
     assert not os.path.exists(f"/proc/{hung_pid}")
-    last = (hung.state(2, refresh=True) or {}).get("last_script") or {}
+    last = (hung.statefile(2, refresh=True) or {}).get("last_script") or {}
     assert last.get("timed_out") is True
     # exit 1: logged with its status.
     assert masters[3].wait_log(r"\[WARNING\] Script \[.*fails\.sh eth0 192\.0\.2\.100\] "
-                               r"exited with status 1", 1), masters[3].text()
-    assert ((masters[3].state(3, refresh=True) or {}).get("last_script") or {}) \
+                               r"exited with status 1", 1), masters[3].log()
+    assert ((masters[3].statefile(3, refresh=True) or {}).get("last_script") or {}) \
         .get("returncode") == 1
     # Not executable at run time: the exec failure is logged with the reason.
     assert masters[4].wait_log(r"\[ERROR\] Unable to exec .*noexec\.sh eth0 192\.0\.2\.100: "
-                               r"Permission denied", 1), masters[4].text()
+                               r"Permission denied", 1), masters[4].log()
     assert not (marks / "noexec").exists()
     figure("script_failures_logged", "; ".join(
         next(line.split(": ", 1)[1] for line in masters[v].lines() if pattern in line)
@@ -407,28 +404,28 @@ def test_interface_faults(lab: Lab, tmp_path: Path) -> None:
     peer = lab.add_host("p", "192.0.2.2/24")
     record = tmp_path / "calls"
     up, down = recording_scripts(tmp_path, record, move_vip=True)
-    node = Instance(h, tmp_path, ucarp_args(h, "-r", "1", "-n", "-u", str(up), "-d", str(down)))
+    node = start_ucarp(h, tmp_path, ucarp_args(h, "-r", "1", "-n", "-u", str(up), "-d", str(down)))
     timings: dict[str, float] = {}
 
     def master_again(label: str) -> None:
         t = time.monotonic()
-        assert node.wait_state(VHID, "MASTER", 6), node.text()
-        assert wait_for(lambda: h.has_address(VIP), 3), node.text()
+        assert node.wait_statefile(VHID, "MASTER", 6), node.log()
+        assert wait_until(lambda: h.has_address(VIP), 3), node.log()
         timings[label] = time.monotonic() - t
 
     master_again("start")
     assert records(record) == ["up eth0 192.0.2.100"]
     # 1. carrier loss (the bridge side goes down) and return.
     h.link_down()
-    assert node.wait_log(r"\[WARNING\] Interface lost its carrier", 3), node.text()
-    assert node.wait_state(VHID, "BACKUP", 2) and wait_for(lambda: not h.has_address(VIP), 3)
+    assert node.wait_log(r"\[WARNING\] Interface lost its carrier", 3), node.log()
+    assert node.wait_statefile(VHID, "BACKUP", 2) and wait_until(lambda: not h.has_address(VIP), 3)
     h.link_up()
-    assert node.wait_log(r"Interface carrier is back", 3), node.text()
+    assert node.wait_log(r"Interface carrier is back", 3), node.log()
     master_again("carrier back")
     # 2. the interface deleted, then re-created, re-attached and re-addressed.
     subprocess.run(["ip", "-n", h.netns, "link", "del", "eth0"], check=True)
-    assert node.wait_log(r"\[ERROR\] Interface \[eth0\] has disappeared", 3), node.text()
-    assert node.wait_state(VHID, "BACKUP", 2), node.text()
+    assert node.wait_log(r"\[ERROR\] Interface \[eth0\] has disappeared", 3), node.log()
+    assert node.wait_statefile(VHID, "BACKUP", 2), node.log()
     time.sleep(0.3)
     for cmd in (["-n", lab.bridge_ns, "link", "add", h.port, "type", "veth", "peer", "name",
                  "eth0", "netns", h.netns],
@@ -436,29 +433,29 @@ def test_interface_faults(lab: Lab, tmp_path: Path) -> None:
                 ["-n", h.netns, "addr", "add", str(h.addr), "dev", "eth0"],
                 ["-n", h.netns, "link", "set", "eth0", "up"]):
         subprocess.run(["ip", *cmd], check=True)
-    assert node.wait_log(r"Interface \[eth0\] is back: reopening it", 3), node.text()
+    assert node.wait_log(r"Interface \[eth0\] is back: reopening it", 3), node.log()
     master_again("interface re-created")
     # It really advertises on the new interface: its peer hears it and stays BACKUP.
-    other = Instance(peer, tmp_path, ucarp_args(peer, "-k", "100", "-n"), name="peer")
+    other = start_ucarp(peer, tmp_path, ucarp_args(peer, "-k", "100", "-n"), name="peer")
     with lab.capture_bridge(kinds=("carp",)) as cap:
         assert cap.wait_for(lambda fr: len(adverts_from(fr, h.ip)) >= 2, 4)
-    assert other.wait_state(VHID, "BACKUP", 2)
+    assert other.wait_statefile(VHID, "BACKUP", 2)
     # 3. the VIP removed behind its back while MASTER: logged, upscript again, VIP back.
     calls = len(records(record))
     t = time.monotonic()
     subprocess.run(["ip", "-n", h.netns, "addr", "del", f"{VIP}/32", "dev", "eth0"], check=True)
     assert node.wait_log(r"Virtual address \[192\.0\.2\.100\] was removed from \[eth0\] while "
-                         r"MASTER: running the upscript again", 3), node.text()
-    assert wait_for(lambda: h.has_address(VIP), 3), node.text()
+                         r"MASTER: running the upscript again", 3), node.log()
+    assert wait_until(lambda: h.has_address(VIP), 3), node.log()
     timings["VIP restored"] = time.monotonic() - t
     assert records(record)[calls:] == ["up eth0 192.0.2.100"]
     assert records(record) == ["up eth0 192.0.2.100", "down eth0 192.0.2.100",
                                "up eth0 192.0.2.100", "down eth0 192.0.2.100",
-                               "up eth0 192.0.2.100", "up eth0 192.0.2.100"], node.text()
+                               "up eth0 192.0.2.100", "up eth0 192.0.2.100"], node.log()
     assert node.alive() and other.alive()
-    state = node.state(VHID, refresh=True)
+    state = node.statefile(VHID, refresh=True)
     assert state is not None and state["state"] == "MASTER" and state["link_up"] is True
-    assert other.state(VHID, refresh=True)["transitions"] == 1  # type: ignore[index]
+    assert other.statefile(VHID, refresh=True)["transitions"] == 1  # type: ignore[index]
     vip_back = timings.pop("VIP restored")
     figure("interface_faults", ", ".join(f"{k}: MASTER with the VIP {v:.2f} s later"
                                          for k, v in timings.items())
@@ -474,8 +471,8 @@ def test_upscript_readding_the_vip_does_not_loop(lab: Lab, tmp_path: Path) -> No
     up = write_script(tmp_path / "up.sh", f'echo up >> "{record}"\n'
                       'ip addr del "$2/32" dev "$1" 2>/dev/null\nip addr add "$2/32" dev "$1"\n')
     h.add_address(f"{VIP}/32")  # left behind by a crash or a restart
-    node = Instance(h, tmp_path, ucarp_args(h, "-r", "1", "-n", "-u", str(up)))
-    assert node.wait_state(VHID, "MASTER", 5), node.text()
+    node = start_ucarp(h, tmp_path, ucarp_args(h, "-r", "1", "-n", "-u", str(up)))
+    assert node.wait_statefile(VHID, "MASTER", 5), node.log()
     time.sleep(3)
     runs = len(records(record))
     figure("vip_readd_loop", f"upscript ran {runs} times in 3 s, {len(node.lines())} log lines")
@@ -493,7 +490,7 @@ def faketime_env(control: Path) -> dict[str, str]:
 
 
 def clock_scenario(lab: Lab, tmp_path: Path, impl: str) -> tuple[list[float], float, float,
-                                                                  Instance, Instance]:
+                                                                  Daemon, Daemon]:
     """Master and backup under one fake wall clock, stepped +1 h, then -1 h (2 h back).
     Returns the master's advert times, the two step times, and the two instances."""
     if not os.path.exists(LIBFAKETIME):
@@ -504,12 +501,12 @@ def clock_scenario(lab: Lab, tmp_path: Path, impl: str) -> tuple[list[float], fl
     control.write_text("+0\n")
     env = faketime_env(control)
     with lab.capture_bridge(kinds=("carp",)) as cap:
-        master = Instance(m, tmp_path, ucarp_args(m, "-k", "10", "-r", "1"), impl=impl,
-                          env=env, name="master")
-        assert master.wait_logged_state("MASTER", 10), master.text()
-        backup = Instance(b, tmp_path, ucarp_args(b, "-k", "100"), impl=impl, env=env,
-                          name="backup")
-        assert backup.wait_logged_state("BACKUP", 10), backup.text()
+        master = start_ucarp(m, tmp_path, ucarp_args(m, "-k", "10", "-r", "1"), impl=impl,
+                             env=env, name="master")
+        assert master.wait_state("MASTER", 10), master.log()
+        backup = start_ucarp(b, tmp_path, ucarp_args(b, "-k", "100"), impl=impl, env=env,
+                             name="backup")
+        assert backup.wait_state("BACKUP", 10), backup.log()
         time.sleep(2)
         forward = time.monotonic()
         control.write_text("+1h\n")
@@ -529,11 +526,11 @@ def test_clock_steps_do_not_move_pyucarp_timers(lab: Lab, tmp_path: Path) -> Non
     figure("clock_py", f"largest advert gap {gap:.3f} s across +1 h and -2 h steps "
            f"({len(times)} adverts in {end - forward + 2:.1f} s)")
     assert gap < 1.5, times
-    assert master.logged_states() == ["BACKUP", "MASTER"], master.text()
-    assert backup.logged_states() == ["BACKUP"], backup.text()
+    assert master.states() == ["BACKUP", "MASTER"], master.log()
+    assert backup.states() == ["BACKUP"], backup.log()
     # The wall clock really moved for the daemons: their log stamps jumped.
     stamps = [line[:19] for line in backup.lines() if LOG_LINE.match(line)]
-    assert stamps, backup.text()
+    assert stamps, backup.log()
     os.kill(backup.pid, signal.SIGUSR1)
     assert backup.wait_log(r"\[INFO\] BACKUP on eth0 id 7", 2)
     shown = backup.lines()[-1][:19]
@@ -555,7 +552,7 @@ def test_clock_step_back_silences_c_ucarp(lab: Lab, tmp_path: Path) -> None:
     # Its backup is on the same clock: the step forward may make it a second master at
     # once; after the step back it waits for the same hour, so nobody takes over.
     figure("clock_c_ucarp_backup", "the C ucarp backup went "
-           + " -> ".join(backup.logged_states()))
+           + " -> ".join(backup.states()))
     stop_all(master, backup)
 
 
@@ -567,10 +564,10 @@ def test_signal_storm(lab: Lab, tmp_path: Path) -> None:
     state files consistent with the logs."""
     m = lab.add_host("m", "192.0.2.1/24")
     b = lab.add_host("b", "192.0.2.2/24")
-    nodes = {m.ip: Instance(m, tmp_path, ucarp_args(m, "-k", "10", "-r", "1"), name="m"),
-             b.ip: Instance(b, tmp_path, ucarp_args(b, "-k", "100"), name="b")}
-    assert nodes[m.ip].wait_state(VHID, "MASTER", 10)
-    assert nodes[b.ip].wait_state(VHID, "BACKUP", 10)
+    nodes = {m.ip: start_ucarp(m, tmp_path, ucarp_args(m, "-k", "10", "-r", "1"), name="m"),
+             b.ip: start_ucarp(b, tmp_path, ucarp_args(b, "-k", "100"), name="b")}
+    assert nodes[m.ip].wait_statefile(VHID, "MASTER", 10)
+    assert nodes[b.ip].wait_statefile(VHID, "BACKUP", 10)
     rng = random.Random(500)
     kinds = {signal.SIGUSR1: "SIGUSR1", signal.SIGUSR2: "SIGUSR2", CONTROL_SIGNAL: "CONTROL"}
     sent: Counter[str] = Counter()
@@ -589,28 +586,28 @@ def test_signal_storm(lab: Lab, tmp_path: Path) -> None:
            + ", ".join(f"{k}={v}" for k, v in sorted(sent.items())))
 
     def one_master() -> bool:
-        states = [n.state(VHID) or {} for n in targets]
+        states = [n.statefile(VHID) or {} for n in targets]
         return sorted(s.get("state", "") for s in states) == ["BACKUP", "MASTER"]
 
     # The last SIGUSR2 keeps its node quiet for 3 s; after that one election settles it.
     time.sleep(max(0.0, started + burst + 4.0 - time.monotonic()))
-    assert wait_for(one_master, 8), "\n".join(n.text() for n in targets)
+    assert wait_until(one_master, 8), "\n".join(n.log() for n in targets)
     converged = time.monotonic() - started
-    first = [(n.state(VHID) or {}).get("state") for n in targets]
+    first = [(n.statefile(VHID) or {}).get("state") for n in targets]
     time.sleep(1.5)
-    assert [(n.state(VHID) or {}).get("state") for n in targets] == first
+    assert [(n.statefile(VHID) or {}).get("state") for n in targets] == first
     for node in targets:
-        assert node.alive(), node.text()
-        state = node.state(VHID, refresh=True)
+        assert node.alive(), node.log()
+        state = node.statefile(VHID, refresh=True)
         assert state is not None
         assert state["pid"] == node.pid
-        assert state["state"] == node.logged_state()
-        assert state["transitions"] == len(node.logged_states())
+        assert state["state"] == node.state()
+        assert state["transitions"] == len(node.states())
         assert node.count(r"\[INFO\] (MASTER|BACKUP) on eth0 id 7") >= 1
-        assert "Traceback" not in node.text()
-    winner = next(ip for ip, n in nodes.items() if (n.state(VHID) or {})["state"] == "MASTER")
+        assert "Traceback" not in node.log()
+    winner = next(ip for ip, n in nodes.items() if (n.statefile(VHID) or {})["state"] == "MASTER")
     loser = next(n for ip, n in nodes.items() if ip != winner)
-    assert (loser.state(VHID) or {})["master"]["address"] == winner
+    assert (loser.statefile(VHID) or {})["master"]["address"] == winner
     # On the wire: only the master advertises.
     with lab.capture_bridge(kinds=("carp",)) as cap:
         time.sleep(2.2)
@@ -631,12 +628,12 @@ def test_sighup_exits_cleanly_with_z_and_dies_without(lab: Lab, tmp_path: Path) 
     (tmp_path / "n").mkdir()
     zup, zdown = recording_scripts(tmp_path / "z", tmp_path / "z.calls")
     nup, ndown = recording_scripts(tmp_path / "n", tmp_path / "n.calls")
-    with_z = Instance(z, tmp_path, ucarp_args(z, "-z", "-n", "-r", "1", "-u", str(zup),
-                                              "-d", str(zdown), vhid=8), name="with-z")
-    without = Instance(n, tmp_path, ucarp_args(n, "-n", "-r", "1", "-u", str(nup), "-d",
-                                               str(ndown), vhid=9), name="without-z")
-    assert with_z.wait_state(8, "MASTER", 6) and without.wait_state(9, "MASTER", 6)
-    assert wait_for(lambda: records(tmp_path / "z.calls") == ["up eth0 192.0.2.100"]
+    with_z = start_ucarp(z, tmp_path, ucarp_args(z, "-z", "-n", "-r", "1", "-u", str(zup),
+                                                 "-d", str(zdown), vhid=8), name="with-z")
+    without = start_ucarp(n, tmp_path, ucarp_args(n, "-n", "-r", "1", "-u", str(nup), "-d",
+                                                  str(ndown), vhid=9), name="without-z")
+    assert with_z.wait_statefile(8, "MASTER", 6) and without.wait_statefile(9, "MASTER", 6)
+    assert wait_until(lambda: records(tmp_path / "z.calls") == ["up eth0 192.0.2.100"]
                     and records(tmp_path / "n.calls") == ["up eth0 192.0.2.100"], 3)
     with lab.capture_bridge(kinds=("carp",)) as cap:
         os.kill(with_z.pid, signal.SIGHUP)
@@ -644,8 +641,8 @@ def test_sighup_exits_cleanly_with_z_and_dies_without(lab: Lab, tmp_path: Path) 
         code_z = with_z.proc.wait(timeout=10)
         code_n = without.proc.wait(timeout=10)
         time.sleep(0.3)
-    assert code_z == 0, with_z.text()
-    assert code_n == -signal.SIGHUP, without.text()
+    assert code_z == 0, with_z.log()
+    assert code_n == -signal.SIGHUP, without.log()
     assert records(tmp_path / "z.calls") == ["up eth0 192.0.2.100", "down eth0 192.0.2.100"]
     assert records(tmp_path / "n.calls") == ["up eth0 192.0.2.100"]
     assert not with_z.state_path(8).exists() and not without.state_path(9).exists()
@@ -658,24 +655,6 @@ def test_sighup_exits_cleanly_with_z_and_dies_without(lab: Lab, tmp_path: Path) 
 
 
 # =============================================================================== configuration
-
-
-def run_pyucarp(host: Host, args: Sequence[str], timeout: float = 8.0,
-                statedir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run pyucarp on ``host`` to its end; a daemon still running at ``timeout`` is killed
-    (``ip netns exec`` execs it in place) and reported with return code None. A daemon
-    that may get as far as running needs ``statedir`` (else it writes in /run/pyucarp)."""
-    extra = [f"--statedir={statedir}"] if statedir is not None else []
-    argv = ["ip", "netns", "exec", host.netns, *hostile.pyucarp_argv(), *args, *extra]
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, env=hostile.pyucarp_env(),
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        def text(data: bytes | str | None) -> str:
-            return data.decode("utf-8", "replace") if isinstance(data, bytes) else data or ""
-        return subprocess.CompletedProcess(argv, None,  # type: ignore[arg-type]
-                                           text(exc.stdout), text(exc.stderr))
 
 
 def test_bad_configuration(lab: Lab, tmp_path: Path) -> None:
@@ -804,7 +783,7 @@ def test_bad_configuration(lab: Lab, tmp_path: Path) -> None:
         if problems:
             failures.append(f"{label} {args}: " + "; ".join(problems))
     assert not failures, "\n".join(failures)
-    assert not netns_pids(h.netns), "a process was left running"
+    assert not h.pids(), "a process was left running"
     assert not marker.exists(), "a script ran"
     mine = [f for _, f in cap.frames() if f[6:12] == mac_of(h)
             or (len(f) >= 30 and f[26:30] == IPv4Address(h.ip).packed)
@@ -862,7 +841,7 @@ class SyslogSink:
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -929,7 +908,7 @@ def test_password_stays_secret(lab: Lab, tmp_path: Path, syslog_sink: SyslogSink
     olddev.mkdir()
     wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE_DEVLOG,
                "sh", str(syslog_sink.path), str(olddev)]
-    node = Instance(h, tmp_path, args, wrapper=wrapper)
+    node = start_ucarp(h, tmp_path, args, wrapper=wrapper)
 
     seen: list[float] = []
 
@@ -942,33 +921,34 @@ def test_password_stays_secret(lab: Lab, tmp_path: Path, syslog_sink: SyslogSink
             seen.append(time.monotonic())
             return False
         # Scrubbed only once the interpreter itself runs (ip, unshare, sh exec in turn).
-        return cmdline.startswith(hostile.pyucarp_argv()[0].encode() + b"\0")
+        return cmdline.startswith(pyucarp_command()[0].encode() + b"\0")
 
     # Until the interpreter has started and scrubbed its argv, the password shows.
-    assert wait_for(scrubbed, 5, interval=0.001)
+    assert wait_until(scrubbed, 5, interval=0.001)
     exposed = (seen[-1] - node.started) if seen else 0.0
-    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 5), node.text()
+    assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 5), \
+        node.log()
     pid = int(pidfile.read_text().split()[0])
-    assert node.wait_state(VHID, "MASTER", 5), node.text()
+    assert node.wait_statefile(VHID, "MASTER", 5), node.log()
     if mode == "daemonize":
         assert node.proc.wait(5) == 0 and pid != node.pid
     # Things that log: forged adverts (bad digest), a SIGUSR1.
     view = hostile.VictimView(VHID, VIP, x.ip, mac_of(x))
     forged = [f for f in hostile.hostile_mix(view, b"", 40, seed=3).categories["forged_better"]]
-    hostile.flood(x.netns, "eth0", forged, rate=1000)
+    x.flood(forged, rate=1000)
     os.kill(pid, signal.SIGUSR1)
-    assert wait_for(lambda: "MASTER on eth0 id 7" in syslog_sink.text(), 3), syslog_sink.text()
-    assert wait_for(lambda: "Bad digest" in syslog_sink.text(), 2), syslog_sink.text()
+    assert wait_until(lambda: "MASTER on eth0 id 7" in syslog_sink.text(), 3), syslog_sink.text()
+    assert wait_until(lambda: "Bad digest" in syslog_sink.text(), 2), syslog_sink.text()
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     state = (tmp_path / "node" / "state" / "eth0-7.json").read_text()
     assert SECRET.encode() not in cmdline, cmdline
     assert b"x" * len(SECRET) in cmdline, cmdline  # scrubbed in place, same length
-    assert SECRET not in node.text()
+    assert SECRET not in node.log()
     assert SECRET not in syslog_sink.text()
     assert SECRET not in state
     assert f"ucarp[{pid}]: [WARNING] Switching to state: MASTER" in syslog_sink.text()
     if mode == "daemonize":
-        assert "Switching to state: MASTER" not in node.text()  # quiet once detached
+        assert "Switching to state: MASTER" not in node.log()  # quiet once detached
     shown = cmdline.replace(b"\0", b" ").decode().strip()
     figure(f"secret_{mode}_{spelling[0][:3]}", f"password in /proc/PID/cmdline only during "
            f"the first {exposed * 1000:.0f} ms (start-up until the scrub), then {shown!r}; "
@@ -982,8 +962,8 @@ def test_password_stays_secret(lab: Lab, tmp_path: Path, syslog_sink: SyslogSink
 def test_c_ucarp_shows_its_password(lab: Lab, tmp_path: Path) -> None:
     """The C ucarp leaves the password in /proc/PID/cmdline: the check above can fail."""
     h = lab.add_host("h", "192.0.2.1/24")
-    node = Instance(h, tmp_path, ucarp_args(h, password=SECRET), impl="c")
-    assert node.wait_logged_state("BACKUP", 5), node.text()
+    node = start_ucarp(h, tmp_path, ucarp_args(h, password=SECRET), impl="c")
+    assert node.wait_state("BACKUP", 5), node.log()
     cmdline = Path(f"/proc/{node.pid}/cmdline").read_bytes()
     assert SECRET.encode() in cmdline
     figure("secret_c_ucarp", "the C ucarp's /proc/PID/cmdline shows the password")

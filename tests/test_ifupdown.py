@@ -1,4 +1,4 @@
-"""Debian's ifupdown hook (``/etc/network/if-up.d/ucarp``, reference §8) with pyucarp.
+"""Debian's ifupdown hook (``/etc/network/if-up.d/ucarp``, docs/compat.md §8) with pyucarp.
 
 The hook builds ``ucarp -i $IFACE -s $IF_ADDRESS -B -z -v $VID -p $PASSWORD -a $VIP -u $UP
 -d $DOWN [-P] [-k N] [-b N] [-r N] [-M] [-x V]`` from the ``ucarp-*`` stanza options.
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from daemons import REPO, pyucarp_env, write_recording_scripts
-from netlab import Host, Lab, pid_alive, wait_until
+from pyucarp.lab.daemons import pyucarp_env, write_recording_scripts
+from pyucarp.lab.netlab import Host, Lab, pid_alive, wait_until
 
+REPO = Path(__file__).resolve().parent.parent
 HOOK = Path("/etc/network/if-up.d/ucarp")
 DEFAULT_STATEDIR = Path("/run/pyucarp")
 VIP = "192.0.2.100"
@@ -164,7 +165,7 @@ def test_ifupdown_command_line_daemonizes_elects_and_stops(lab: Lab, tmp_path: P
                                   stdin=subprocess.DEVNULL)
             # -B: the command returns once the daemon has detached, with status 0.
             assert proc.returncode == 0, proc.stderr
-            assert wait_until(lambda: len(_daemon_pids(host)) == 1, 5), name
+            assert wait_until(lambda h=host: len(_daemon_pids(h)) == 1, 5), name
             started += _daemon_pids(host)
         pid_a, pid_b = started
         ha, hb = hosts["a"], hosts["b"]
@@ -190,7 +191,7 @@ def test_ifupdown_command_line_daemonizes_elects_and_stops(lab: Lab, tmp_path: P
             if pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
         for pid in started:
-            wait_until(lambda: not pid_alive(pid), 5)
+            wait_until(lambda p=pid: not pid_alive(p), 5)
         # Both nodes shared one state file name on this one file system: remove it if a
         # daemon was killed before it could.
         stale = DEFAULT_STATEDIR / f"eth0-{vhid}.json"

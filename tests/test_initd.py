@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import Host, Lab, pid_alive, wait_until
+from pyucarp.lab.netlab import Host, Lab, pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 INIT_SCRIPT = REPO / "init.d" / "ucarp"
@@ -41,11 +41,15 @@ PASSWORD = "change-me"  # the sample's password
 MASTER_DOWN = 3.0  # advbase 1 x deadratio 3 + advskew 0: how long a backup waits for a dead master
 
 # Runs "$@" with the host tree's /etc/default and /run in place of the machine's.
-_IN_TREE = 'mount --bind "$1/etc/default" /etc/default && mount --bind "$1/run" /run && shift && exec "$@"'
+_IN_TREE = (
+    'mount --bind "$1/etc/default" /etc/default && mount --bind "$1/run" /run'
+    ' && shift && exec "$@"'
+)
 
 pytestmark = [
     pytest.mark.skipif(DASH is None, reason="dash (Debian's /bin/sh) is not installed"),
-    pytest.mark.skipif(shutil.which("start-stop-daemon") is None, reason="start-stop-daemon is missing"),
+    pytest.mark.skipif(shutil.which("start-stop-daemon") is None,
+                       reason="start-stop-daemon is missing"),
     pytest.mark.skipif(not os.access(UCARP_EXEC, os.X_OK), reason=f"{UCARP_EXEC} is not installed"),
 ]
 
@@ -107,7 +111,8 @@ class Node:
         return self.write_file(name, edit_vars(SAMPLE.read_text(), **changes))
 
     def pidfile(self, name: str = "ucarp0") -> Path:
-        """Where the daemon of interface file ``name`` keeps its pid (the sample's path for ucarp0)."""
+        """Where the daemon of interface file ``name`` keeps its pid (the sample's path for
+        ucarp0)."""
         return self.run_dir / ("ucarp0.pid" if name == "ucarp0" else f"ucarp/{name}.pid")
 
     def daemons(self) -> dict[int, list[str]]:
@@ -127,7 +132,8 @@ class Node:
 
     def leftovers(self) -> list[str]:
         """Files left in the run directory (pid files, password files, state files)."""
-        return sorted(str(p.relative_to(self.run_dir)) for p in self.run_dir.rglob("*") if p.is_file())
+        files = (p for p in self.run_dir.rglob("*") if p.is_file())
+        return sorted(str(p.relative_to(self.run_dir)) for p in files)
 
 
 def edit_vars(text: str, **changes: str | None) -> str:
@@ -137,7 +143,7 @@ def edit_vars(text: str, **changes: str | None) -> str:
         if value is None:
             text = pattern.sub("", text)
         elif pattern.search(text):
-            text = pattern.sub(lambda _m: f"{name}={value}", text)
+            text = pattern.sub(lambda _m, line=f"{name}={value}": line, text)
         else:
             text += f"{name}={value}\n"
     return text
@@ -207,7 +213,8 @@ def test_install_into_a_root(tmp_path: Path) -> None:
     assert (etc / "ucarp/ucarp.init.orig").read_text() == "#!/bin/sh\n# the classic one\n"
     assert (etc / "default/ucarp").read_text().endswith("OPTIONS='-z -P'\n")
     assert (etc / "ucarp/vip-up.sh").read_text() == "#!/bin/sh\n# mine\n"
-    assert (etc / "ucarp/vip-up.sh.dist").read_bytes() == (REPO / "etc/ucarp/vip-up.sh").read_bytes()
+    shipped = (REPO / "etc/ucarp/vip-up.sh").read_bytes()
+    assert (etc / "ucarp/vip-up.sh.dist").read_bytes() == shipped
 
 
 # --------------------------------------------------------------------------- two hosts
@@ -228,7 +235,7 @@ def test_two_hosts_failover_restart_and_clean_stop(pair: tuple[Node, Node]) -> N
         assert res.rc == 0 and "ucarp0: running" in res.out, res
         # The password went through a file that is gone now, never through the command line.
         (argv,) = node.daemons().values()
-        assert "-o" in argv and f"--pidfile=/var/run/ucarp0.pid" in argv and "-B" in argv
+        assert "-o" in argv and "--pidfile=/var/run/ucarp0.pid" in argv and "-B" in argv
         assert not any(PASSWORD in word for word in argv)
         assert not (node.run_dir / "ucarp" / "ucarp0.pass").exists()
         assert (node.run_dir / "ucarp").stat().st_mode & 0o777 == 0o700
@@ -300,7 +307,8 @@ def test_three_interface_files_together_and_one_by_one(lab: Lab, tmp_path: Path)
     # Alone on the segment, each becomes master and its upscript configures its own VIP.
     assert wait_until(lambda: all(node.host.has_address(v) for v in vips), MASTER_DOWN + 3)
     res = node.initd("status")
-    assert res.rc == 0 and [l.split(":")[0] for l in res.out.splitlines()] == ["ucarp0", "ucarp1", "ucarp2"]
+    names = [line.split(":")[0] for line in res.out.splitlines()]
+    assert res.rc == 0 and names == ["ucarp0", "ucarp1", "ucarp2"]
     assert res.out.count("MASTER") == 3
 
     res = node.initd("stop", "ucarp1")
@@ -342,7 +350,8 @@ def test_broken_files_are_named_and_the_others_start(lab: Lab, tmp_path: Path) -
     node.add_sample("e-nosrc", INSTANCE_ID="25", VIRTUAL_ADDRESS="192.0.2.125",
                     SOURCE_ADDRESS="192.0.2.77", **good)
     node.add_sample("f-good", INSTANCE_ID="26", VIRTUAL_ADDRESS="192.0.2.126", **good)
-    node.add_sample("f-good~", INSTANCE_ID="27", VIRTUAL_ADDRESS="192.0.2.127", **good)  # editor backup
+    # an editor's backup file
+    node.add_sample("f-good~", INSTANCE_ID="27", VIRTUAL_ADDRESS="192.0.2.127", **good)
 
     res = node.initd("start")
     assert res.rc != 0
@@ -459,11 +468,14 @@ def test_seed_script_runs_pyucarp_beside_a_c_ucarp(lab: Lab, tmp_path: Path) -> 
         (pid, argv), = a.daemons().items()
         assert pid == pid_of(a) and "\\" in argv  # the script's stray backslash argument
         # -p's value is scrubbed from the command line once the options are parsed.
-        assert wait_until(lambda: not any("s3cret" in w for w in a.daemons().get(pid, ["s3cret"])), 5)
-        state_file = a.run_dir / "pyucarp" / "eth0_carp0-42.json"
-
+        assert wait_until(
+            lambda: not any("s3cret" in w for w in a.daemons().get(pid, ["s3cret"])), 5
+        )
         def states() -> tuple[str, list[str]]:
-            py = re.search(r'"state": "(\w+)"', state_file.read_text()) if state_file.exists() else None
+            # In /run/pyucarp, or its netns-<inode> directory outside the first namespace.
+            state_file = next((a.run_dir / "pyucarp").rglob("eth0_carp0-42.json"), None)
+            py = (re.search(r'"state": "(\w+)"', state_file.read_text())
+                  if state_file is not None else None)
             c = re.findall(r"Switching to state: (\w+)", clog.read_text())
             return (py.group(1) if py else "?"), c
 

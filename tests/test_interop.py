@@ -17,15 +17,23 @@ import ipaddress
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from daemons import VIP_UP, Impl, Node, describe, holders, masters, start_node, wait_converged
-from netlab import FrameCapture, Host, Lab, largest_gap, wait_until
+from pyucarp.lab.daemons import (
+    VIP_UP,
+    Daemon,
+    Impl,
+    describe,
+    holders,
+    masters,
+    start_node,
+    wait_converged,
+)
+from pyucarp.lab.netlab import FrameCapture, Host, Lab, largest_gap, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.cucarp, pytest.mark.timeout(120)]
 
@@ -43,7 +51,7 @@ def _hosts(lab: Lab) -> tuple[Host, Host]:
 
 def _mixed_pair(
     lab: Lab, tmp_path: Path, master: Impl, backup: Impl, shutdown: bool = False
-) -> tuple[Node, Node]:
+) -> tuple[Daemon, Daemon]:
     """The intended master on ``a`` first, until it holds the VIP, then the backup on ``b``."""
     ha, hb = _hosts(lab)
     nm = start_node(ha, tmp_path, impl=master, advskew=0, shutdown=shutdown)
@@ -163,7 +171,8 @@ def test_split_brain_heals_by_the_address_tie_break(
     nw = start_node(hw, tmp_path, impl=winner_impl, advskew=0)
     nl = start_node(hl, tmp_path, impl=lose_impl, advskew=0)
     nodes = [nw, nl]
-    assert wait_until(lambda: nw.state() == nl.state() == "MASTER", 3 + 2 * C_SLACK), describe(nodes)
+    both = wait_until(lambda: nw.state() == nl.state() == "MASTER", 3 + 2 * C_SLACK)
+    assert both, describe(nodes)
     hw.plug()
     hl.plug()
     assert wait_converged(nodes, 3 + 2 * C_SLACK, settle=1.5 + C_SLACK) is nw, describe(nodes)
@@ -204,11 +213,11 @@ class Pair:
     """One vhid's two nodes; ``a`` is the intended master (advskew 0), ``b`` the backup."""
 
     label: str
-    a: Node
-    b: Node
+    a: Daemon
+    b: Daemon
 
     @property
-    def nodes(self) -> list[Node]:
+    def nodes(self) -> list[Daemon]:
         """Both nodes, ``a`` first."""
         return [self.a, self.b]
 
@@ -218,7 +227,8 @@ def _other(impl: Impl) -> Impl:
 
 
 def _pair_host(lab: Lab, index: int, role: str) -> Host:
-    """Host ``<role><index>`` of pair ``index`` (192.0.2.1 and .2 for pair 0, ...), made on first use."""
+    """Host ``<role><index>`` of pair ``index`` (192.0.2.1 and .2 for pair 0, ...), made on
+    first use."""
     name = f"{role}{index}"
     existing = lab.hosts.get(name)
     if existing is not None:
@@ -229,7 +239,7 @@ def _pair_host(lab: Lab, index: int, role: str) -> Host:
 def _pair_node(
     lab: Lab, tmp_path: Path, index: int, role: str, impl: Impl, skew: int, peer_skew: int,
     *, shutdown: bool = False, preempt: bool = False,
-) -> Node:
+) -> Daemon:
     """Start ``impl`` for pair ``index`` (its own vhid and VIP) on host ``<role><index>``."""
     return start_node(_pair_host(lab, index, role), tmp_path, impl=impl, vhid=10 + index,
                       vip=f"192.0.2.{101 + index}", advskew=skew,
@@ -237,7 +247,7 @@ def _pair_node(
                       preempt=preempt)
 
 
-def _single(nodes: Sequence[Node]) -> Node | None:
+def _single(nodes: Sequence[Daemon]) -> Daemon | None:
     """The one node that is MASTER and holds the VIP, when exactly one does."""
     ms = masters(nodes)
     return ms[0] if len(ms) == 1 and holders(nodes) == ms else None
@@ -245,13 +255,13 @@ def _single(nodes: Sequence[Node]) -> Node | None:
 
 def _wait_all_converged(
     pairs: Sequence[Pair], timeout: float, settle: float
-) -> list[Node | None]:
+) -> list[Daemon | None]:
     """Wait until every pair has a single master holding the VIP, unchanged for ``settle`` s.
 
     Returns each pair's master (None for a pair that did not converge in time).
     """
     deadline = time.monotonic() + timeout
-    current: list[Node | None] = [None] * len(pairs)
+    current: list[Daemon | None] = [None] * len(pairs)
     while time.monotonic() < deadline:
         current = [_single(p.nodes) for p in pairs]
         if any(m is None for m in current):
@@ -279,7 +289,7 @@ def _start_pairs(
     assert wait_until(lambda: all(n.state() == "MASTER" and n.holds_vip() for n in firsts),
                       3 + 2 * C_SLACK + 1), describe(everyone)
     pairs = []
-    for i, (impl, a) in enumerate(zip(a_impls, firsts)):
+    for i, (impl, a) in enumerate(zip(a_impls, firsts, strict=True)):
         b = _pair_node(lab, tmp_path, i, "b", _other(impl), b_skew, 0, shutdown=shutdown)
         everyone.append(b)
         pairs.append(Pair(PY_C if impl == "py" else C_PY, a, b))
@@ -299,7 +309,7 @@ class Seen:
     advskew: int
 
 
-def _adverts(cap: FrameCapture, node: Node, since: float = 0.0) -> list[Seen]:
+def _adverts(cap: FrameCapture, node: Daemon, since: float = 0.0) -> list[Seen]:
     """The adverts ``node`` sent that crossed the bridge at or after ``since`` (monotonic)."""
     src = ipaddress.IPv4Address(node.host.ip).packed
     return [Seen(t, f[39], f[36]) for t, f in cap.frames()
@@ -333,14 +343,14 @@ class HolderLog:
         return max(gaps, default=float("inf"))
 
 
-def _first_call(node: Node, kind: str, since: float, what: str, nodes: Sequence[Node]) -> float:
+def _first_call(node: Daemon, kind: str, since: float, what: str, nodes: Sequence[Daemon]) -> float:
     calls = node.calls(kind, since=since)
     assert calls, f"{what}: {node.name} ran no {kind}script\n{describe(nodes)}"
     return calls[0].t
 
 
 def _check_release_before_takeover(
-    old: Node, new: Node, t_wall: float, log: HolderLog, pair: Pair, what: str
+    old: Daemon, new: Daemon, t_wall: float, log: HolderLog, pair: Pair, what: str
 ) -> float:
     """The old master released the VIP no later than the new one claimed it; the take-over time."""
     down = _first_call(old, "down", t_wall, what, pair.nodes)
@@ -363,7 +373,7 @@ class Sent:
     wall: float
 
 
-def _signal_after_advert(cap: FrameCapture, node: Node, signum: int) -> Sent:
+def _signal_after_advert(cap: FrameCapture, node: Daemon, signum: int) -> Sent:
     """Send ``signum`` to ``node`` right after one of its adverts crossed the bridge.
 
     A take-over by timeout then needs the backup's whole master-down time from the signal.
@@ -376,7 +386,7 @@ def _signal_after_advert(cap: FrameCapture, node: Node, signum: int) -> Sent:
 
 
 def _check_leave_hand_off(
-    cap: FrameCapture, log: HolderLog, pair: Pair, old: Node, new: Node, sent: Sent,
+    cap: FrameCapture, log: HolderLog, pair: Pair, old: Daemon, new: Daemon, sent: Sent,
     down_time: float, what: str,
 ) -> float:
     """pyucarp ``old`` left with a leave advert; the C ``new`` took over at once."""
@@ -394,7 +404,7 @@ def _check_leave_hand_off(
 
 
 def _check_silent_hand_off(
-    cap: FrameCapture, log: HolderLog, pair: Pair, old: Node, new: Node, sent: Sent,
+    cap: FrameCapture, log: HolderLog, pair: Pair, old: Daemon, new: Daemon, sent: Sent,
     down_time: float, what: str,
 ) -> float:
     """The C ``old`` left silently; pyucarp ``new`` took over after its master-down time."""
@@ -463,12 +473,12 @@ def test_demotion_and_graceful_exit_hand_offs_both_ways(
 SLOW_UP_S = 8
 
 
-def _make_upscript_slow(node: Node, seconds: float) -> None:
+def _make_upscript_slow(node: Daemon, seconds: float) -> None:
     """Rewrite ``node``'s recording upscript: record the call, sleep, then add the VIP.
 
     Done right after the start: a node's first upscript runs a master-down time later.
     """
-    path = node.workdir / "up.sh"
+    path = node.dir / "up.sh"
     tmp = path.with_name("up.sh.new")
     tmp.write_text(
         "#!/bin/sh\n"
@@ -519,7 +529,9 @@ def test_slow_upscript_on_a_new_master_both_ways(lab: Lab, tmp_path: Path) -> No
             f"it no longer waits for its upscript\n{describe(cp.nodes)}")
         took = _first_call(py_b, "up", t_backups, "slow C upscript", cp.nodes) - t_backups
         down_time = _master_down("py", B_SKEW, 0)
-        assert down_time - 0.1 <= took <= down_time + 0.6, f"took {took:.2f} s\n{describe(cp.nodes)}"
+        assert down_time - 0.1 <= took <= down_time + 0.6, (
+            f"took {took:.2f} s\n{describe(cp.nodes)}"
+        )
         assert py_b.states() == ["BACKUP", "MASTER", "BACKUP"], describe(cp.nodes)
         assert py_b.count("Preferred master advertised: going back to BACKUP state") == 1
         # pyucarp handed back as soon as the first advert of the better master arrived
@@ -549,7 +561,7 @@ def test_host_loss_fails_over_and_heals_both_ways(
             last = _adverts(cap, p.a)[-1].t
             assert last < t_mono + 0.05
             # ucarp runs its upscript before its first advert: give the capture a moment
-            assert wait_until(lambda: bool(_adverts(cap, p.b, t_mono)), 3), describe(p.nodes)
+            assert wait_until(lambda b=p.b: bool(_adverts(cap, b, t_mono)), 3), describe(p.nodes)
             first = _adverts(cap, p.b, t_mono)[0].t
             record_property(f"{p.label}_takeover_s", round(first - last, 3))
             assert down_time - 0.05 <= first - last <= down_time + slack, (
@@ -570,7 +582,9 @@ def test_host_loss_fails_over_and_heals_both_ways(
             assert p.a.states() == ["BACKUP", "MASTER"], describe(p.nodes)
 
 
-def test_simultaneous_start_with_preempt_and_different_skews_converges(lab: Lab, tmp_path: Path) -> None:
+def test_simultaneous_start_with_preempt_and_different_skews_converges(
+    lab: Lab, tmp_path: Path
+) -> None:
     # both pairs start all four nodes at once, each with -P; a-nodes advskew 0, b-nodes 100
     a_impls: tuple[Impl, Impl] = ("py", "c")
     specs: list[tuple[int, str, Impl, int, int]] = []
@@ -586,7 +600,8 @@ def test_simultaneous_start_with_preempt_and_different_skews_converges(lab: Lab,
     assert winners == [pc.a, cp.a], describe(nodes)
     # bounded: settled within a master-down time, a batching period and the settle time
     took = time.monotonic() - t0
-    assert took < 2 + B_SKEW / 256 + 2 * C_SLACK + 1.5 + C_SLACK + 1, f"{took:.2f} s\n{describe(nodes)}"
+    bound = 2 + B_SKEW / 256 + 2 * C_SLACK + 1.5 + C_SLACK + 1
+    assert took < bound, f"{took:.2f} s\n{describe(nodes)}"
     for p in (pc, cp):
         assert p.b.state() == "BACKUP", describe(p.nodes)
         if "MASTER" in p.b.states():

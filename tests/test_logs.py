@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import syslog
+import time
 from typing import Any
 
 import pytest
@@ -70,11 +71,11 @@ def test_console_format_and_streams(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_line_exact() -> None:
-    import datetime
-
-    when = datetime.datetime(2026, 1, 2, 3, 4, 5, 6070)
+    # 2026-01-02 03:04:05 local time, plus 6070 us and 999 ns that ucarp's usec drop.
+    seconds = int(time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1)))
+    when_ns = seconds * 1_000_000_000 + 6_070_999
     assert (
-        logs.console_line(Level.WARNING, "Switching to state: MASTER", when)
+        logs.console_line(Level.WARNING, "Switching to state: MASTER", when_ns)
         == "2026-01-02T03:04:05.006070: [WARNING] Switching to state: MASTER\n"
     )
 
@@ -147,6 +148,11 @@ def test_facility_table() -> None:
     assert logs.facility_code("Security") == syslog.LOG_AUTH
     assert logs.facility_code("ftp") == 11 << 3
     assert logs.facility_code("local8") is None
+    # The table is the parser's (pyucarp.config.options), written as plain numbers: they
+    # must be the codes of the syslog module wherever it names the facility.
+    for name in ("auth", "authpriv", "cron", "daemon", "kern", "lpr", "mail", "news",
+                 "syslog", "user", "uucp", *(f"local{n}" for n in range(8))):
+        assert logs.facility_code(name) == getattr(syslog, f"LOG_{name.upper()}"), name
 
 
 def test_broken_console_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +206,7 @@ def test_rate_limit_burst_then_summary_on_next_message() -> None:
 
 def test_rate_limit_flush_on_timer_and_keys_independent() -> None:
     log = Recorder(burst=2, window=5.0)
-    for i in range(4):
+    for _ in range(4):
         log.limited("a", Level.WARNING, "A", 0.0)
     log.limited("b", Level.ERROR, "B", 1.0)
     assert [m for _, m in log.lines] == ["A", "A", "B"]

@@ -246,7 +246,7 @@ def test_filter_drops_non_carp(lab: Lab) -> None:
         while not (udp and arp) and time.monotonic() < deadline:
             try:
                 f = spy.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             udp = udp or (f[12:14] == b"\x08\x00" and f[23] == 17)
             arp = arp or f[12:14] == b"\x08\x06"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import netlab
+from pyucarp.lab import netlab
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "cucarp.json"
 
@@ -119,8 +119,8 @@ def test_teardown_kills_processes_and_removes_namespaces(exc_type: type[BaseExce
             pids.append(h1.popen(["sleep", "60"]).pid)
             # a daemonized child escapes the process group; the lab must still find it
             h1.run(["sh", "-c", "setsid sleep 60 >/dev/null 2>&1 < /dev/null &"])
-            assert netlab.wait_until(lambda: len(netlab._netns_pids(h1.netns)) >= 2, 2.0)
-            pids.extend(netlab._netns_pids(h1.netns))
+            assert netlab.wait_until(lambda: len(netlab.netns_pids(h1.netns)) >= 2, 2.0)
+            pids.extend(netlab.netns_pids(h1.netns))
             raise exc_type("boom")
     assert len(names) == 2 and all(n.startswith(lab.tag) for n in names)
     assert not any((netlab.NETNS_DIR / n).exists() for n in names)
@@ -169,7 +169,10 @@ def test_frame_capture_is_bounded_by_count(lab: netlab.Lab) -> None:
     h1 = lab.add_host("h1", "192.0.2.1/24")
     with h1.capture(kinds=("carp",), max_count=2, max_seconds=10) as cap:
         h1.send_frames([_carp_frame(h1.ip)] * 5)
-        assert netlab.wait_until(lambda: cap._proc is not None and cap._proc.poll() is not None, 3.0)
+        ended = netlab.wait_until(
+            lambda: cap._proc is not None and cap._proc.poll() is not None, 3.0
+        )
+        assert ended
     assert len(cap.frames()) == 2
 
 
@@ -204,7 +207,8 @@ def test_vectors_file_is_well_formed() -> None:
                 assert data[30:34] == ipaddress.IPv4Address(cfg["group"]).packed
                 carp = data[34:70]
                 assert (carp[1], carp[2], carp[5]) == (cfg["vhid"], cfg["advskew"], cfg["advbase"])
-                msg = bytes([2, 1, cfg["vhid"]]) + ipaddress.IPv4Address(cfg["vip"]).packed + carp[8:16]
+                vip = ipaddress.IPv4Address(cfg["vip"])
+                msg = bytes([2, 1, cfg["vhid"]]) + vip.packed + carp[8:16]
                 assert carp[16:36] == hmac.new(password, msg, hashlib.sha1).digest()
             else:
                 assert f["kind"] == "arp" and len(data) == 42

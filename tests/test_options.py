@@ -28,8 +28,6 @@ import pytest
 
 from pyucarp import __version__
 from pyucarp.config import options
-from pyucarp.config.settings import Config
-from pyucarp.errors import ConfigError
 from pyucarp.config.options import (
     USAGE,
     HelpRequested,
@@ -37,6 +35,8 @@ from pyucarp.config.options import (
     parse_args,
     scrub_password_from_argv,
 )
+from pyucarp.config.settings import Config
+from pyucarp.errors import ConfigError
 
 UCARP = "/usr/sbin/ucarp"
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +83,8 @@ def shows_help(id: str, cmd: str) -> Row:
 
 S = "-i eth0 -s 192.0.2.1 -v 1 -p pw -a 192.0.2.50"
 NO_PASS = "-i eth0 -s 192.0.2.1 -v 1 -a 192.0.2.50"
-BASE = {"interface": "eth0", "srcip": "192.0.2.1", "vhid": 1, "password": b"pw", "addr": "192.0.2.50"}
+BASE = {"interface": "eth0", "srcip": "192.0.2.1", "vhid": 1, "password": b"pw",
+        "addr": "192.0.2.50"}
 
 ROWS: list[Row] = [
     # ---- command lines that start the daemon
@@ -174,7 +175,8 @@ ROWS: list[Row] = [
     # ---- configuration errors, same outcome as ucarp
     fails("missing_srcip", "-i eth0 -v 1 -p pw -a 192.0.2.50",
           "You must supply a persistent source address"),
-    fails("missing_addr", "-i eth0 -s 192.0.2.1 -v 1 -p pw", "You must supply a virtual host address"),
+    fails("missing_addr", "-i eth0 -s 192.0.2.1 -v 1 -p pw",
+          "You must supply a virtual host address"),
     fails("missing_vhid", "-i eth0 -s 192.0.2.1 -p pw -a 192.0.2.50",
           "You must supply a valid virtual host id"),
     fails("missing_password", NO_PASS, "You must supply a password"),
@@ -348,7 +350,8 @@ def test_default_interface_asked_only_when_needed() -> None:
 
 
 def test_vip_kept_as_typed_and_device_from_label() -> None:
-    cfg = parse_args(shlex.split(S + " -i eth0:carp0 -a 198.51.100.7"), default_interface=lambda: None)
+    cfg = parse_args(shlex.split(S + " -i eth0:carp0 -a 198.51.100.7"),
+                     default_interface=lambda: None)
     assert isinstance(cfg, Config)
     assert cfg.addr_text == "198.51.100.7" and cfg.addr == IPv4Address("198.51.100.7")
     assert cfg.device == "eth0"
@@ -541,7 +544,7 @@ def c_results(c_netns: str, files: dict[str, str]) -> dict[str, COutcome]:
     rows = [row for row in ROWS if row.c_check]
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = pool.map(lambda row: _run_c(c_netns, argv_of(row, files)), rows)
-        return {row.id: result for row, result in zip(rows, results)}
+        return {row.id: result for row, result in zip(rows, results, strict=True)}
 
 
 C_ROWS = [row for row in ROWS if row.c_check]
@@ -633,3 +636,15 @@ def test_scrub_leaves_foreign_argv_alone(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(sys, "argv", ["pyucarp", "-p", "not-in-memory"])
     scrub_password_from_argv()
     assert Path("/proc/self/cmdline").read_bytes() == before
+
+
+def test_read_passfile_takes_the_first_line_up_to_a_nul(tmp_path: Path) -> None:
+    # The one reader of -o files: the daemon's parser and ``pyucarp watch`` both use it.
+    path = tmp_path / "pass"
+    path.write_bytes(b"s3cret\nsecond line\n")
+    assert options.read_passfile(str(path)) == b"s3cret"
+    path.write_bytes(b"ab\0cd\r\n")
+    assert options.read_passfile(str(path)) == b"ab"
+    path.write_bytes(b"")
+    with pytest.raises(ConfigError, match="unexpected end of file"):
+        options.read_passfile(str(path))

@@ -266,6 +266,35 @@ def test_name_without_slash_is_not_searched_in_path(
     assert res.error == "No such file or directory"
 
 
+def test_descriptors_left_open_by_our_caller_are_not_inherited(tmp_path: Path) -> None:
+    out = tmp_path / "fds"
+    read_end, write_end = os.pipe()
+    try:
+        os.set_inheritable(write_end, True)  # as a careless parent of the daemon may leave it
+        script = make_script(
+            tmp_path / "s",
+            f'[ -e /proc/$$/fd/{write_end} ] && echo open > {out} || echo closed > {out}\n',
+        )
+        runner = ScriptRunner(Recorder())
+        runner.submit("up", [script, "eth0", VIP], time.monotonic())
+        [res] = run_loop(runner)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert res.ok and out.read_text().strip() == "closed"
+
+
+def test_signals_python_ignores_are_default_in_the_script(tmp_path: Path) -> None:
+    out = tmp_path / "sigign"
+    script = make_script(tmp_path / "s", f"grep '^SigIgn:' /proc/$$/status > {out}\n")
+    runner = ScriptRunner(Recorder())
+    runner.submit("up", [script, "eth0", VIP], time.monotonic())
+    [res] = run_loop(runner)
+    ignored = int(out.read_text().split()[1], 16)
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (signum - 1)), signum.name
+
+
 @pytest.mark.parametrize("argv", [[], [None, "eth0", VIP], ["", "eth0", VIP]])
 def test_no_script_configured_does_nothing(argv: list[Any]) -> None:
     log = Recorder()

@@ -25,7 +25,9 @@ def ip(n: int) -> IPv4Address:
     return IPv4Address(f"192.0.2.{n}")
 
 
-def lan(*specs: NodeSpec, seed: int = 0, link: LinkModel = LinkModel(delay=D), start: float = 0.0) -> SimLan:
+def lan(
+    *specs: NodeSpec, seed: int = 0, link: LinkModel = LinkModel(delay=D), start: float = 0.0
+) -> SimLan:
     sim = SimLan(seed=seed, link=link)
     for s in specs:
         sim.add(s, start_at=start)
@@ -78,14 +80,15 @@ def test_one_master_after_convergence(n: int, preempt: bool) -> None:
         sim = SimLan(seed=seed, link=LinkModel(delay=D, spread=0.001, jitter=0.0005))
         starts = [rng.uniform(0, 2) for _ in skews]
         for i, skew in enumerate(skews):
-            sim.add(NodeSpec(f"n{i}", ip(10 + i), advskew=skew, preempt=preempt), start_at=starts[i])
+            spec = NodeSpec(f"n{i}", ip(10 + i), advskew=skew, preempt=preempt)
+            sim.add(spec, start_at=starts[i])
         sim.run(30.0)
         assert_settled(sim, 12.0)
         if preempt:
             assert sim.masters() == [f"n{skews.index(min(skews))}"], (seed, skews)
         # nothing is on the wire before the first master: it is the earliest master-down expiry
         first = min(t for name in sim.nodes for t in sim.became_master(name))
-        assert first == min(st + 3 + sk / 256 for st, sk in zip(starts, skews))
+        assert first == min(st + 3 + sk / 256 for st, sk in zip(starts, skews, strict=True))
         assert sim.no_master_time(first) == 0
 
 
@@ -112,7 +115,7 @@ def test_frames_really_cross_the_codec() -> None:
     a, b = sim.nodes["a"], sim.nodes["b"]
     assert len(b.accepted) == len([s for s in a.sent if s[0] <= 10 - D])
     assert all(adv.src == ip(1) and adv.counter == sent.counter
-               for (_, adv), (_, sent) in zip(b.accepted, a.sent))
+               for (_, adv), (_, sent) in zip(b.accepted, a.sent, strict=False))
     assert sum(b.drops.values()) == 0
 
 
@@ -121,7 +124,8 @@ def test_frames_really_cross_the_codec() -> None:
 
 @pytest.mark.parametrize("kill_at", [10.0, 10.3, 10.999])
 def test_takeover_exactly_at_master_down_time_after_last_advert(kill_at: float) -> None:
-    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=20), NodeSpec("c", ip(3), advskew=100))
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=20),
+              NodeSpec("c", ip(3), advskew=100))
     sim.kill("a", at=kill_at)
     sim.run(25)
     assert sim.masters() == ["b"]
@@ -218,7 +222,8 @@ def test_demotion_hands_over_within_the_takeover_skew(script_time: float) -> Non
     assert_leave_hand_off(sim, "a", "b", at=20.25)
     assert len(sim.became_master("b")) == 1
     assert sim.dual_master_time() == 0 and sim.vip_overlap_time() == 0
-    assert sim.no_master_time(10) <= script_time + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    bound = script_time + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    assert sim.no_master_time(10) <= bound
     assert sim.became_master("c") == []  # b's first advert cancelled c's longer wait
     a = sim.nodes["a"]
     assert a.scripts[-1] == (20.25, "down")
@@ -249,10 +254,12 @@ def test_shutdown_hands_over_within_the_takeover_skew(script_time: float) -> Non
     a = sim.nodes["a"]
     assert a.scripts[-1] == (20.5, "down") and not a.alive
     # the process lived on until its downscript had ended and its leave had gone out
-    exits = [(tr.time, tr.old, tr.why) for tr in sim.transitions if tr.node == "a" and tr.new is None]
+    exits = [(tr.time, tr.old, tr.why) for tr in sim.transitions
+             if tr.node == "a" and tr.new is None]
     assert exits == [(20.5 + script_time, State.BACKUP, "exited")]
     assert_leave_hand_off(sim, "a", "b", at=20.5)
-    assert sim.no_master_time(10) <= script_time + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    bound = script_time + sim.link.max_delay + leave_takeover_delay(10) + TOL
+    assert sim.no_master_time(10) <= bound
     assert sim.dual_master_time() == 0 and sim.vip_overlap_time() == 0
 
 
@@ -266,7 +273,8 @@ def test_shutdown_drains_every_queued_script_before_the_leave() -> None:
     sim.shutdown("a", at=3.1)
     sim.run(20)
     a = sim.nodes["a"]
-    assert [(s, e, k) for s, e, k in a.script_runs if s >= 3] == [(3.0, 3.4, "up"), (3.4, 3.8, "down")]
+    runs = [(s, e, k) for s, e, k in a.script_runs if s >= 3]
+    assert runs == [(3.0, 3.4, "up"), (3.4, 3.8, "down")]
     assert [(t, ad.is_leave) for t, ad in a.sent if t > 3.0] == [(3.8, True)]
     assert [tr.time for tr in sim.transitions if tr.node == "a" and tr.new is None] == [3.8]
     assert sim.masters() == ["b"]
@@ -379,8 +387,8 @@ def test_wrong_password_is_dropped_as_bad_digest_and_both_are_master() -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_loss_and_duplication_never_leave_the_segment_without_master(seed: int) -> None:
     link = LinkModel(delay=D, spread=0.001, jitter=0.002, loss=0.15, duplicate=0.2)
-    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=20), NodeSpec("c", ip(3), advskew=40),
-              seed=seed, link=link)
+    sim = lan(NodeSpec("a", ip(1)), NodeSpec("b", ip(2), advskew=20),
+              NodeSpec("c", ip(3), advskew=40), seed=seed, link=link)
     sim.run(300)
     assert sim.frames_lost > 0
     assert sim.no_master_time(3 + 2 * link.max_delay) == 0  # the best node never steps down
@@ -438,3 +446,44 @@ def test_random_disturbances_always_settle() -> None:
                 taken = [s for name in names if name != victim
                          for s, _ in sim.vip_holds(name) if left <= s <= left + 5]
                 assert taken and min(taken) >= gone, (seed, what, victim)
+
+
+# ---------------------------------------------------------------- advbase 0 (sub-second)
+
+
+def test_advbase_zero_fails_over_after_three_intervals_of_the_backup() -> None:
+    """-b 0: the master advertises every 13/256 s; its backup (-k 26) waits 3 x 26/256 s,
+    the dead ratio applied to the whole interval (OpenBSD), not ucarp's one interval."""
+    sim = lan(NodeSpec("a", ip(1), advbase=0, advskew=13),
+              NodeSpec("b", ip(2), advbase=0, advskew=26))
+    sim.run(5)
+    assert sim.masters() == ["a"]
+    sim.kill("a", at=5.0)
+    sim.run(7)
+    last = max(t for t, _ in sim.nodes["a"].sent)
+    took = sim.became_master("b", after=5.0)
+    assert len(took) == 1
+    assert took[0] == pytest.approx(last + D + 3 * 26 / 256, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_advbase_zero_rides_out_ten_percent_loss(seed: int) -> None:
+    """10 % of frames lost for ten minutes: the backup never takes over (with ucarp's
+    master-down time of one interval it would, about once every hundred adverts)."""
+    link = LinkModel(delay=D, jitter=0.002, loss=0.10)
+    sim = lan(NodeSpec("a", ip(1), advbase=0, advskew=13),
+              NodeSpec("b", ip(2), advbase=0, advskew=26), seed=seed, link=link)
+    sim.run(600)
+    assert sim.frames_lost > 1000
+    assert sim.became_master("b") == []
+    assert sim.masters() == ["a"]
+
+
+def test_advbase_zero_backup_with_the_lower_skew_does_not_take_over_at_once() -> None:
+    """ucarp's "master advertises too slowly" rule would make a -b 0 -k 13 backup take over
+    from a -b 0 -k 26 master on its first advert; at advbase 0 it waits, as OpenBSD does."""
+    sim = lan(NodeSpec("a", ip(1), advbase=0, advskew=26), start=0.0)
+    sim.add(NodeSpec("b", ip(2), advbase=0, advskew=13), start_at=1.0)
+    sim.run(30)
+    assert sim.masters() == ["a"]
+    assert sim.became_master("b") == []

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from daemons import REPO, VIP_DOWN, VIP_UP, pyucarp_env
-from netlab import Host, Lab, pid_alive, wait_until
+from pyucarp.lab.daemons import VIP_DOWN, VIP_UP, pyucarp_env
+from pyucarp.lab.netlab import Host, Lab, pid_alive, wait_until
 
+REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "etc" / "systemd" / "ucarp@.service"
 HELPER = REPO / "etc" / "systemd" / "ucarp-instance"
 INSTALLED_HELPER = "/usr/local/lib/pyucarp/ucarp-instance"
@@ -79,7 +80,8 @@ class Setup:
         self.record = root / "calls.txt"
         self.record.touch()
         exec_path = root / "ucarp"
-        exec_path.write_text(f'#!/bin/sh\nexec {shutil.which("python3") or "python3"} -m pyucarp "$@"\n')
+        python = shutil.which("python3") or "python3"
+        exec_path.write_text(f'#!/bin/sh\nexec {python} -m pyucarp "$@"\n')
         exec_path.chmod(0o755)
         scripts = {}
         for kind, target in (("up", VIP_UP), ("down", VIP_DOWN)):
@@ -237,3 +239,65 @@ def test_helper_configuration_errors(tmp_path: Path) -> None:
                                     f"VIRTUAL_ADDRESS={VIP}\nSOURCE_ADDRESS=192.0.2.1\n")
     disabled = run("ok")
     assert disabled.returncode == 0 and "disabled" in disabled.stderr
+
+
+# --------------------------------------------------------------------------- pyucarp.service
+
+RUN_UNIT = REPO / "etc" / "systemd" / "pyucarp.service"
+INSTALLED_PYUCARP = "/usr/local/bin/pyucarp"
+
+
+def run_unit_settings() -> dict[str, list[str]]:
+    """``Key=value`` lines of pyucarp.service, all values of each key."""
+    settings: dict[str, list[str]] = {}
+    for line in RUN_UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_run_unit_settings() -> None:
+    s = run_unit_settings()
+    # `pyucarp run` stays in the foreground and does not notify.
+    assert s["Type"] == ["exec"]
+    assert s["ExecStart"] == [f"{INSTALLED_PYUCARP} run"]
+    assert "-B" not in s["ExecStart"][0].split()
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert s["KillSignal"] == ["SIGTERM"] and s["KillMode"] == ["mixed"]
+    assert int(s["TimeoutStopSec"][0]) > 30  # a downscript may take 30 s
+    assert s["Restart"] == ["on-failure"] and s["WantedBy"] == ["multi-user.target"]
+    caps = set(s["CapabilityBoundingSet"][0].split())
+    assert {"CAP_NET_RAW", "CAP_NET_ADMIN"} <= caps and "CAP_SYS_ADMIN" not in caps
+    assert s["NoNewPrivileges"] == ["yes"]
+    families = set(s["RestrictAddressFamilies"][0].split())
+    assert {"AF_PACKET", "AF_NETLINK", "AF_INET", "AF_UNIX"} <= families
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing")
+def test_run_unit_systemd_analyze_verify(tmp_path: Path) -> None:
+    # Verified with a pyucarp that exists here (verify checks ExecStart's executable).
+    here = Path(shutil.which("pyucarp") or "/nonexistent/pyucarp")
+    if not os.access(here, os.X_OK):
+        here = tmp_path / "pyucarp"
+        here.write_text("#!/bin/sh\nexit 0\n")
+        here.chmod(0o755)
+    unit = tmp_path / RUN_UNIT.name
+    unit.write_text(RUN_UNIT.read_text().replace(INSTALLED_PYUCARP, str(here)))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "pyucarp.service" not in proc.stderr, proc.stderr  # no warning about our unit
+    unit.write_text(RUN_UNIT.read_text().replace(INSTALLED_PYUCARP, "/nonexistent/pyucarp"))
+    bad = subprocess.run(["systemd-analyze", "verify", str(unit)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+
+
+def test_install_sh_installs_the_run_unit(tmp_path: Path) -> None:
+    install = REPO / "init.d" / "install.sh"
+    subprocess.run([str(install), "--root", str(tmp_path), "--ucarp-exec", "/opt/venv/bin/ucarp"],
+                   check=True, capture_output=True)
+    installed = (tmp_path / "etc/systemd/system/pyucarp.service").read_text()
+    assert installed == RUN_UNIT.read_text().replace(
+        f"ExecStart={INSTALLED_PYUCARP} run", "ExecStart=/opt/venv/bin/pyucarp run")

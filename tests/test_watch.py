@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from daemons import REPO, pyucarp_command, pyucarp_env, start_node
-from netlab import Lab, wait_until
+from pyucarp.config import options
+from pyucarp.lab.daemons import pyucarp_command, pyucarp_env, start_node
+from pyucarp.lab.netlab import Lab, wait_until
 from pyucarp.ops import watch
 
-# Real captures (reference §2): password, vhid, VIP, and the 70-byte frame.
+# Real captures (docs/compat.md §2): password, vhid, VIP, and the 70-byte frame.
+REPO = Path(__file__).resolve().parent.parent
 GOLDEN = [
     ("love", 42, "10.0.0.100",
      "01005e00001200005e00002a0800" "45100038e6f44000ff70aa3d0a000001e0000012"
@@ -95,25 +97,28 @@ def test_watcher_vhid_filter_and_exit_status() -> None:
     assert w.exit_status() == 1 and w.seen == 2 and w.bad == 1
 
 
-def test_password_file_as_ucarp_reads_it(tmp_path: Path) -> None:
+def test_password_file_read_as_the_daemon_reads_it(tmp_path: Path) -> None:
+    # One reader for -o, the daemon's (its cases are in test_options.py).
+    assert watch.read_passfile is options.read_passfile
     path = tmp_path / "pass"
-    path.write_bytes(b"s3cret\nsecond line\n")
-    assert watch.read_password_file(str(path)) == b"s3cret"
-    path.write_bytes(b"ab\0cd\r\n")
-    assert watch.read_password_file(str(path)) == b"ab"
     path.write_bytes(b"")
-    with pytest.raises(ValueError):
-        watch.read_password_file(str(path))
+    proc = subprocess.run([*pyucarp_command(), "watch", "-i", "lo", "-o", str(path)],
+                          capture_output=True, text=True, env=pyucarp_env(), cwd=REPO,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert f"error reading passfile {path}: unexpected end of file" in proc.stderr
 
 
 def test_scapy_only_with_watch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from pyucarp import cli, daemon, admin, metrics\n"
+        "from pyucarp import cli\n"
+        "from pyucarp.ops import admin, metrics\n"
+        "from pyucarp.shell import loop\n"
         f"cli.main(['status', '--statedir', {str(tmp_path)!r}])\n"
         f"cli.main(['metrics', '--statedir', {str(tmp_path)!r}])\n"
         "assert not [m for m in sys.modules if m.startswith('scapy')], 'scapy imported'\n"
-        "from pyucarp import watch\n"
+        "from pyucarp.ops import watch\n"
         "assert not [m for m in sys.modules if m.startswith('scapy')], 'scapy at import'\n"
         "print('clean')\n"
     )
@@ -195,7 +200,7 @@ def test_watch_a_cluster_with_a_misconfigured_node(lab: Lab, tmp_path: Path) -> 
     a.stop(signal.SIGTERM)  # -z: a leave advert, then b takes over at once
     assert wait_until(lambda: len(seen("good", hb.ip)) >= 2, 10), (text("good"), b.log())
     for label in ("noaddr", "cpass"):
-        assert wait_until(lambda: len(seen(label, hb.ip)) >= 2, 5), text(label)
+        assert wait_until(lambda lb=label: len(seen(lb, hb.ip)) >= 2, 5), text(label)
     codes = {}
     for label, proc in watchers.items():
         proc.send_signal(signal.SIGINT)

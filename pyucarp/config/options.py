@@ -9,17 +9,18 @@ pyucarp refuses with one clear line instead; each such place says so below.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address
-from pathlib import Path
 from types import MappingProxyType
 
 from pyucarp import __version__
-from pyucarp.config.settings import DEFAULT_GROUP, DEFAULT_SCRIPT_TIMEOUT, MAX_PASSWORD_BYTES, Config
+from pyucarp.config.settings import DEFAULT_SCRIPT_TIMEOUT, MAX_PASSWORD_BYTES, Config
 from pyucarp.errors import ConfigError
+from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "USAGE",
@@ -28,9 +29,11 @@ __all__ = [
     "HelpRequested",
     "facility_known",
     "parse_args",
+    "read_passfile",
     "scrub_password_from_argv",
 ]
 
+_TIMEOUT = f"{DEFAULT_SCRIPT_TIMEOUT:g}"
 USAGE = f"""\
 pyucarp {__version__}
 
@@ -72,7 +75,7 @@ ucarp --interface=eth0 --srcip=10.1.1.1 --vhid=1 --pass=mypassword \\
 pyucarp extensions:
 --pidfile=<file>: write the daemon's pid to <file>
 --statedir=<dir>: directory for the JSON state file (default /run/pyucarp)
---script-timeout=<seconds>: kill an up/down script still running after this (default 60)
+--script-timeout=<seconds>: kill an up/down script still running after this (default {_TIMEOUT})
 
 Administration (the pyucarp command): pyucarp status | demote | promote | metrics | watch
 (pyucarp SUBCOMMAND --help for each)
@@ -81,7 +84,8 @@ Administration (the pyucarp command): pyucarp status | demote | promote | metric
 
 # glibc's facilitynames table, which ucarp searches case-insensitively for -f. "mark" is
 # glibc's internal pseudo-facility (LOG_NFACILITIES << 3) and "security" an alias of auth;
-# ucarp accepts both, so we do too.
+# ucarp accepts both, so we do too. The logger (pyucarp.shell.logs) opens syslog with
+# these codes; they are plain numbers so that parsing needs no syslog module.
 SYSLOG_FACILITIES: Mapping[str, int] = MappingProxyType(
     {
         "auth": 4 << 3,
@@ -109,13 +113,11 @@ _IFNAMSIZ = 16  # the kernel's limit, NUL included; ucarp: "Interface name too l
 _MAX_DEADRATIO = 2**32 - 1  # ucarp keeps it in an unsigned int
 
 
-@dataclass(frozen=True)
-class HelpRequested:
+class HelpRequested(NamedTuple):
     """The command line asks for the help text (``-h``, ``--help``, or no argument at all)."""
 
 
-@dataclass(frozen=True)
-class _Option:
+class _Option(NamedTuple):
     long: str
     short: str | None
     takes_arg: bool
@@ -156,13 +158,12 @@ _BY_SHORT = {opt.short: opt for opt in _OPTIONS if opt.short is not None}
 _BY_LONG = {opt.long: opt for opt in _OPTIONS}
 
 
-@dataclass(frozen=True)
-class _Occurrence:
+class _Occurrence(NamedTuple):
     """One option found in argv: its long name, its value, and where the value sits."""
 
     name: str
     value: str | None
-    index: int  # argv element holding the value (or the option itself)
+    element: int  # argv element holding the value (or the option itself)
     offset: int  # where the value starts inside that element
 
 
@@ -240,23 +241,27 @@ def _scan(argv: Sequence[str]) -> Iterator[_Occurrence]:
 # "08" are 0, "-1" wraps to ULONG_MAX, then unsigned char keeps the low 8 bits). A
 # silently different vhid or timer is worse than a refusal, so the whole value must be
 # a number here; white space around it is tolerated (strtoul skips the leading part).
-_C_INTEGER = re.compile(
-    r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)[ \t\n\v\f\r]*", re.ASCII
-)
+# Read by hand: the re module would cost every daemon ~0.4 MiB for this and one more check.
+_C_SPACE = " \t\n\v\f\r"
+_DIGITS = {16: frozenset("0123456789abcdefABCDEF"), 8: frozenset("01234567"),
+           10: frozenset("0123456789")}
 
 
 def _c_integer(text: str, what: str) -> int:
     """``text`` read as a C integer literal (``0x10`` = 16, ``010`` = 8), or ConfigError."""
-    match = _C_INTEGER.fullmatch(text)
-    if match is None:
-        raise ConfigError(f"Invalid number for {what}: [{text}]")
-    sign, digits = match.groups()
+    digits = text.strip(_C_SPACE)
+    sign = digits[:1]
+    if sign in ("+", "-"):
+        digits = digits[1:]
     if digits[:2] in ("0x", "0X"):
-        value = int(digits[2:], 16)
-    elif digits.startswith("0"):
-        value = int(digits, 8)
+        base, digits = 16, digits[2:]
+    elif digits[:1] == "0":
+        base = 8
     else:
-        value = int(digits, 10)
+        base = 10
+    if not digits or not set(digits) <= _DIGITS[base]:
+        raise ConfigError(f"Invalid number for {what}: [{text}]")
+    value = int(digits, base)
     return -value if sign == "-" else value
 
 
@@ -267,20 +272,17 @@ def _in_range(text: str, what: str, low: int, high: int, message: str) -> int:
     return value
 
 
-# inet_pton(AF_INET) syntax: exactly four decimal octets, no leading zeros, nothing else.
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
-
-
 def _ipv4(text: str) -> IPv4Address:
     """A dotted quad as inet_pton reads it; ucarp's "Invalid address: [...]" otherwise."""
-    if _DOTTED_QUAD.fullmatch(text) is None:
-        raise ConfigError(f"Invalid address: [{text}]")
-    return IPv4Address(text)
+    # ipaddress takes exactly inet_pton's syntax: four decimal octets, no leading zeros.
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        raise ConfigError(f"Invalid address: [{text}]") from None
 
 
-def _read_passfile(path: str) -> bytes:
-    """The first line of ``path`` without its line end, with ucarp's error texts.
+def read_passfile(path: str) -> bytes:
+    """The first line of ``path`` without its line end, with ucarp's error texts (``-o``).
 
     ucarp reads one line with fgets and cuts it at the newline; as a C string it also ends
     at a NUL byte. A carriage return before the newline stays in the key, as in ucarp:
@@ -300,35 +302,27 @@ def _read_passfile(path: str) -> bytes:
     return line.split(b"\n", 1)[0].split(b"\0", 1)[0]
 
 
-@dataclass
-class _Draft:
-    """The options seen so far; the last repetition of an option wins, as in ucarp."""
+# Config's defaults, the one place they are written; the draft falls back on them.
+_DEFAULTS: Mapping[str, object] = MappingProxyType(Config._field_defaults)
 
-    interface: str = ""
-    srcip: IPv4Address | None = None
-    mcast: IPv4Address = DEFAULT_GROUP
-    vhid: int | None = None
-    password: bytes = b""
-    passfile: str | None = None  # where the current password came from, for messages
-    addr: IPv4Address | None = None
-    addr_text: str = ""
-    preempt: bool = False
-    neutral: bool = False
-    advbase: int = 1
-    advskew: int = 0
-    upscript: str | None = None
-    downscript: str | None = None
-    deadratio: int = 3
-    debug: bool = False
-    shutdown: bool = False
-    daemonize: bool = False
-    ignoreifstate: bool = False
-    nomcast: bool = False
-    facility: str = "daemon"
-    xparam: str | None = None
-    pidfile: str | None = None
-    statedir: str | None = None
-    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
+
+class _Draft:
+    """The options seen so far; the last repetition of an option wins, as in ucarp.
+
+    ``given`` holds the values by Config field name; anything not given is Config's default.
+    """
+
+    __slots__ = ("given", "passfile")
+
+    def __init__(self) -> None:
+        self.given: dict[str, Any] = {}
+        self.passfile: str | None = None  # where the current password came from, for messages
+
+    def __getitem__(self, name: str) -> Any:
+        return self.given.get(name, _DEFAULTS.get(name))
+
+    def __setitem__(self, name: str, value: object) -> None:
+        self.given[name] = value
 
 
 _FLAGS = frozenset(
@@ -340,31 +334,31 @@ _STRINGS = frozenset({"interface", "upscript", "downscript", "xparam"})
 def _apply(draft: _Draft, name: str, value: str) -> None:
     """Record one option with a value, checking it at once as ucarp does for -s/-a/-m/-v/-o."""
     if name in _STRINGS:
-        setattr(draft, name, value)  # kept verbatim: scripts receive exactly this
+        draft[name] = value  # kept verbatim: scripts receive exactly this
     elif name == "srcip":
-        draft.srcip = _ipv4(value)
+        draft["srcip"] = _ipv4(value)
     elif name == "mcastip":
-        draft.mcast = _ipv4(value)
+        draft["mcast"] = _ipv4(value)
     elif name == "addr":
-        draft.addr = _ipv4(value)
-        draft.addr_text = value
+        draft["addr"] = _ipv4(value)
+        draft["addr_text"] = value
     elif name == "vhid":
-        draft.vhid = _in_range(value, "vhid", 1, 255, "vhid must be between 1 and 255.")
+        draft["vhid"] = _in_range(value, "vhid", 1, 255, "vhid must be between 1 and 255.")
     elif name == "pass":
-        draft.password = os.fsencode(value)  # the bytes typed, whatever the locale
+        draft["password"] = os.fsencode(value)  # the bytes typed, whatever the locale
         draft.passfile = None
     elif name == "passfile":
-        draft.password = _read_passfile(value)
+        draft["password"] = read_passfile(value)
         draft.passfile = value
     elif name == "advbase":
         # ucarp stores both in an unsigned char: 256 silently becomes 0, 300 becomes 44.
-        draft.advbase = _in_range(value, "advbase", 0, 255, "advbase must be between 0 and 255")
+        draft["advbase"] = _in_range(value, "advbase", 0, 255, "advbase must be between 0 and 255")
     elif name == "advskew":
-        draft.advskew = _in_range(value, "advskew", 0, 255, "advskew must be between 0 and 255")
+        draft["advskew"] = _in_range(value, "advskew", 0, 255, "advskew must be between 0 and 255")
     elif name == "deadratio":
         # Zero is refused after the other checks, with ucarp's text; values that would
         # wrap ucarp's unsigned int (to 0 or to something else) are refused here.
-        draft.deadratio = _in_range(
+        draft["deadratio"] = _in_range(
             value, "deadratio", 0, _MAX_DEADRATIO,
             f"deadratio must be between 1 and {_MAX_DEADRATIO}",
         )
@@ -372,11 +366,11 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
         # ucarp logs "Unknown syslog facility: [...]" and goes on; the logger does the
         # same with the text kept here. Known names are stored in lower case. (ucarp
         # never turns syslog back on after "-f none"; here the last -f simply wins.)
-        draft.facility = value.lower() if facility_known(value) else value
+        draft["facility"] = value.lower() if facility_known(value) else value
     elif name in ("pidfile", "statedir"):
         if not value:
             raise ConfigError(f"--{name} needs a non-empty path")
-        setattr(draft, name, value)
+        draft[name] = value
     elif name == "script-timeout":
         try:
             seconds = float(value)
@@ -384,61 +378,37 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
             seconds = -1.0
         if not 0 < seconds <= 86400:
             raise ConfigError(f"Invalid script timeout: [{value}] (seconds, 0 < t <= 86400)")
-        draft.script_timeout = seconds
+        draft["script_timeout"] = seconds
     else:  # pragma: no cover - every option with a value is handled above
         raise AssertionError(name)
 
 
 def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Config:
     """ucarp's checks after the options, in ucarp's order, then the Config."""
-    interface = draft.interface or default_interface() or ""
+    interface = draft["interface"] or default_interface() or ""
     if not interface:
         raise ConfigError("You must supply a network interface")
-    if draft.vhid is None:
+    if draft["vhid"] is None:
         raise ConfigError("You must supply a valid virtual host id")
-    if not draft.password:
+    password = draft["password"]
+    if not password:
         where = f" (passfile {draft.passfile} starts with an empty line)" if draft.passfile else ""
         raise ConfigError(f"You must supply a password{where}")
-    if draft.advbase == 0 and draft.advskew == 0:
+    if draft["advbase"] == 0 and draft["advskew"] == 0:
         raise ConfigError("You must supply an advertisement time base")
-    if draft.srcip is None or int(draft.srcip) == 0:
+    if draft["srcip"] is None or int(draft["srcip"]) == 0:
         raise ConfigError("You must supply a persistent source address")
-    if draft.addr is None or int(draft.addr) == 0:
+    if draft["addr"] is None or int(draft["addr"]) == 0:
         raise ConfigError("You must supply a virtual host address")
-    if draft.deadratio == 0:
+    if draft["deadratio"] == 0:
         raise ConfigError("Dead ratio can't be zero")
     # ucarp finds these two only after its checks (and exits 2); they are static
     # properties of the command line, so they are configuration errors here.
-    if len(draft.password) > MAX_PASSWORD_BYTES:
+    if len(password) > MAX_PASSWORD_BYTES:
         raise ConfigError("Password too long")
     if len(os.fsencode(interface)) >= _IFNAMSIZ:
         raise ConfigError("Interface name too long")
-    return Config(
-        interface=interface,
-        srcip=draft.srcip,
-        vhid=draft.vhid,
-        password=draft.password,
-        addr=draft.addr,
-        addr_text=draft.addr_text,
-        mcast=draft.mcast,
-        preempt=draft.preempt,
-        neutral=draft.neutral,
-        advbase=draft.advbase,
-        advskew=draft.advskew,
-        upscript=draft.upscript,
-        downscript=draft.downscript,
-        deadratio=draft.deadratio,
-        debug=draft.debug,
-        shutdown=draft.shutdown,
-        daemonize=draft.daemonize,
-        ignoreifstate=draft.ignoreifstate,
-        nomcast=draft.nomcast,
-        facility=draft.facility,
-        xparam=draft.xparam,
-        pidfile=draft.pidfile,
-        statedir=draft.statedir,
-        script_timeout=draft.script_timeout,
-    )
+    return Config(**{**draft.given, "interface": interface})
 
 
 def parse_args(
@@ -459,13 +429,13 @@ def parse_args(
             return HelpRequested()
         if occurrence.value is None:
             assert occurrence.name in _FLAGS
-            setattr(draft, occurrence.name, True)
+            draft[occurrence.name] = True
         else:
             _apply(draft, occurrence.name, occurrence.value)
     return _finish(draft, default_interface)
 
 
-_PROC_SELF = Path("/proc/self")
+_PROC_SELF = "/proc/self"  # a string: pathlib would cost the daemon ~1 MiB (re, urllib...)
 # /proc/PID/stat fields 48 and 49 (1-based, Linux >= 3.5): where argv lives in memory.
 _ARG_START_FIELD = 48
 _ARG_END_FIELD = 49
@@ -477,24 +447,25 @@ def _password_spans(args: Sequence[str]) -> list[tuple[int, int]]:
     try:
         for occurrence in _scan(args):
             if occurrence.name == "pass" and occurrence.value:
-                spans.append((occurrence.index, occurrence.offset))
+                spans.append((occurrence.element, occurrence.offset))
     except ConfigError:
         pass  # the options before the error are still found and scrubbed
     return spans
 
 
-def _scrub(proc_self: Path) -> None:
+def _scrub(proc_self: str) -> None:
     args = sys.argv[1:]
     spans = _password_spans(args)
     if not spans:
         return
-    stat = (proc_self / "stat").read_bytes()
+    with open(os.path.join(proc_self, "stat"), "rb") as handle:
+        stat = handle.read()
     # The command name (field 2) may hold spaces and parentheses: count from its end.
     fields = stat[stat.rindex(b")") + 2 :].split()
     arg_start = int(fields[_ARG_START_FIELD - 3])
     arg_end = int(fields[_ARG_END_FIELD - 3])
     encoded = [os.fsencode(arg) for arg in args]
-    with open(proc_self / "mem", "r+b", buffering=0) as mem:
+    with open(os.path.join(proc_self, "mem"), "r+b", buffering=0) as mem:
         mem.seek(arg_start)
         area = mem.read(arg_end - arg_start)
         words = area.split(b"\0")

@@ -1,21 +1,26 @@
 """The daemon's validated configuration: what the command line means, nothing more.
 
-Field names follow ucarp's long options (reference §1).
+Field names follow ucarp's long options (docs/compat.md §1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from pyucarp.records import NamedTuple  # lean: no dataclasses/typing, ~3 MiB
+
 DEFAULT_GROUP = IPv4Address("224.0.0.18")
+DEFAULT_FACILITY = "daemon"  # syslog facility when -f is not given
 DEFAULT_SCRIPT_TIMEOUT = 60.0  # seconds before a hung up/down script is killed
 MAX_PASSWORD_BYTES = 19  # ucarp keeps the key in 20 bytes, NUL included
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything one pyucarp instance needs to run, already checked."""
+class Config(NamedTuple):
+    """Everything one pyucarp instance needs to run, already checked.
+
+    A frozen record (a NamedTuple: no dataclasses on the daemon's import path, see
+    pyucarp.records); ``config._replace(field=value)`` makes a changed copy.
+    """
 
     interface: str  # as typed, alias label included ("eth0:carp0")
     srcip: IPv4Address
@@ -36,7 +41,7 @@ class Config:
     daemonize: bool = False
     ignoreifstate: bool = False
     nomcast: bool = False
-    facility: str = "daemon"
+    facility: str = DEFAULT_FACILITY
     xparam: str | None = None
     pidfile: str | None = None
     statedir: str | None = None

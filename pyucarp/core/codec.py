@@ -23,15 +23,18 @@ covered (ucarp's ``carp_hmac_prepare``/``carp_hmac_generate``).
 from __future__ import annotations
 
 import enum
+import importlib
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import Any, Callable
+
+from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # The builtin SHA-1 and constant-time comparison keep OpenSSL (hashlib, hmac) out of the
 # daemon: loading libcrypto costs ~4 MiB of resident memory per instance.
-import importlib
-
 try:
     _sha1_new: Any = importlib.import_module("_sha1").sha1
 except ImportError:  # pragma: no cover - CPython builds without the builtin module
@@ -62,7 +65,7 @@ LEAVE_ADVBASE = 255  # advbase 255 / advskew 255 means "I am leaving" (pyucarp);
 LEAVE_ADVSKEW = 255  # ucarp backups treat such a master as dead at once.
 
 _IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
-_CARP_HEADER = struct.Struct("!BBBBBBHQ20s")
+CARP_HEADER = struct.Struct("!BBBBBBHQ20s")  # the 36 CARP bytes, in network order
 
 
 def internet_checksum(data: bytes) -> int:
@@ -146,16 +149,14 @@ class DropReason(enum.Enum):
     REPLAY = "replayed advertisement"  # pyucarp only: see replay.py
 
 
-@dataclass(frozen=True)
-class Dropped:
+class Dropped(NamedTuple):
     """A frame that was refused, with what ucarp would say about it."""
 
     reason: DropReason
     message: str
 
 
-@dataclass(frozen=True)
-class CarpFrame:
+class CarpFrame(NamedTuple):
     """Every field of a structurally valid CARP frame, before authentication."""
 
     eth_dst: bytes
@@ -175,8 +176,7 @@ class CarpFrame:
     checksum_ok: bool
 
 
-@dataclass(frozen=True)
-class Advert:
+class Advert(NamedTuple):
     """An authenticated advertisement from a peer: what the state machine consumes."""
 
     src: IPv4Address
@@ -219,7 +219,7 @@ def parse_frame(frame: bytes) -> CarpFrame | Dropped:
         frame, ETH_HEADER_LEN
     )
     carp_at = ETH_HEADER_LEN + ip_len
-    vt, vhid, advskew, authlen, _pad, advbase, _ck, counter, digest = _CARP_HEADER.unpack_from(
+    vt, vhid, advskew, authlen, _pad, advbase, _ck, counter, digest = CARP_HEADER.unpack_from(
         frame, carp_at
     )
     # ucarp checks one sum over IP header and CARP header together: valid parts sum to 0.
@@ -272,7 +272,7 @@ class AdvertCodec:
     def encode(self, *, advbase: int, advskew: int, counter: int, ip_id: int) -> bytes:
         """The 70-byte advertisement frame ucarp would send with these values."""
         carp = bytearray(
-            _CARP_HEADER.pack(
+            CARP_HEADER.pack(
                 (CARP_VERSION << 4) | CARP_ADVERTISEMENT,
                 self.vhid,
                 advskew,
@@ -303,7 +303,7 @@ class AdvertCodec:
         return self._eth + bytes(ip) + bytes(carp)
 
     def decode(self, frame: bytes) -> Advert | Dropped:
-        """Judge a received frame in ucarp's order of checks (reference §2).
+        """Judge a received frame in ucarp's order of checks (docs/compat.md §2).
 
         Returns the authenticated ``Advert`` or why it was dropped; never raises.
         """

@@ -4,13 +4,16 @@ Every input carries ``now`` (seconds on a monotonic clock); every input returns 
 actions the shell must carry out, in order; ``next_wakeup()`` says when ``handle_timer``
 must be called next. Randomness (the advert counter) is injected.
 
-Rules (reference §3; ucarp's ``carp.c`` is cited by function name):
+Rules (docs/compat.md §3; ucarp's ``carp.c`` is cited by function name):
 
 * States are INIT, BACKUP and MASTER. ``start`` goes INIT -> BACKUP at once and runs the
   downscript unless neutral (``carp_set_state``); there is no INIT -> MASTER.
 * interval = advbase + advskew/256. A MASTER advertises every interval. A BACKUP's
   master-down timer is advbase*deadratio + advskew/256 (the skew is not multiplied,
   ``carp_setrun``); every accepted advert re-arms it; on expiry the BACKUP becomes MASTER.
+  At advbase 0 (sub-second adverts) pyucarp follows OpenBSD's ``carp_setrun`` instead:
+  the dead ratio multiplies the whole interval, deadratio*advskew/256 (ucarp's rule would
+  declare a master dead after one interval, at the first lost or late advert).
 * Priorities compare as (advbase, advskew) pairs: the smaller pair is preferred.
   On an equal pair the tie is broken by the source addresses read as native-endian
   32-bit integers of their network-order bytes; the smaller value is preferred.
@@ -19,8 +22,10 @@ Rules (reference §3; ucarp's ``carp.c`` is cited by function name):
   one -> gratuitous ARP now and again two adverts later ("Non-preferred master").
 * An accepted advert while BACKUP: with preempt, from a strictly less preferred master
   -> MASTER ("preemption"); from a master whose interval exceeds our
-  advbase*deadratio (+ our skew) -> MASTER at once ("going to time out"); otherwise
-  re-arm the master-down timer.
+  advbase*deadratio (+ our skew) -> MASTER at once ("going to time out"), a rule that
+  never fires at our advbase 0 (OpenBSD's ``carp_input`` guards it with ``sc_advbase``:
+  every backup with a lower skew would otherwise take over at once); otherwise re-arm
+  the master-down timer.
 * Becoming MASTER: a second gratuitous ARP follows the third advert (``sc_delayed_arp``).
 * Three consecutive send errors make adverts carry advskew 240 (when ours is lower)
   until three consecutive successes (``carp_suppress_preempt``).
@@ -34,10 +39,11 @@ Where pyucarp deliberately does better (each keeps a mixed cluster correct):
 * A new MASTER advertises at once, before its upscript has run (ucarp waits for it).
 * Leaving MASTER on demotion, maintenance or graceful shutdown sends a leave advert
   (advbase 255, advskew 255) once the downscript has run — the VIP is gone from this
-  host before anyone is told to take it, so two hosts never hold it together: ucarp backups treat it as a master about to time out
-  and take over at once; pyucarp backups take over after advskew/2048 s (an eighth of
-  the skew part of the master-down time): at most 125 ms, and still in order of
-  preference when several backups are listening.
+  host before anyone is told to take it, so two hosts never hold it together: ucarp
+  backups treat it as a master about to time out and take over at once; pyucarp
+  backups take over after advskew/2048 s (an eighth of the skew part of the
+  master-down time): at most 125 ms, and still in order of preference when several
+  backups are listening.
 * Persistent maintenance: a node in maintenance stays BACKUP until released.
 * Carrier loss: a node without carrier goes BACKUP and is silent until carrier returns.
 """
@@ -46,11 +52,14 @@ from __future__ import annotations
 
 import enum
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import Callable, Literal, Union
 
 from pyucarp.core.codec import COUNTER_MODULO, LEAVE_ADVBASE, LEAVE_ADVSKEW, Advert, is_leave
+from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
+
+if TYPE_CHECKING:
+    from typing import Literal
 
 SENDAD_MAX_ERRORS = 3  # ucarp's CARP_SENDAD_MAX_ERRORS
 SENDAD_MIN_SUCCESS = 3  # ucarp's CARP_SENDAD_MIN_SUCCESS
@@ -93,8 +102,7 @@ class Severity(enum.Enum):
     ERROR = "ERROR"
 
 
-@dataclass(frozen=True)
-class SendAdvert:
+class SendAdvert(NamedTuple):
     """Send one advertisement with these values (a leave advert is 255/255)."""
 
     advbase: int
@@ -107,20 +115,17 @@ class SendAdvert:
         return is_leave(self.advbase, self.advskew)
 
 
-@dataclass(frozen=True)
-class SendGratuitousArp:
+class SendGratuitousArp(NamedTuple):
     """Announce the VIP at our real MAC address."""
 
 
-@dataclass(frozen=True)
-class RunScript:
+class RunScript(NamedTuple):
     """Queue the up or the down script."""
 
     kind: Literal["up", "down"]
 
 
-@dataclass(frozen=True)
-class StateChanged:
+class StateChanged(NamedTuple):
     """The state changed; ``reason`` says why."""
 
     old: State
@@ -128,19 +133,17 @@ class StateChanged:
     reason: Reason
 
 
-@dataclass(frozen=True)
-class Log:
+class Log(NamedTuple):
     """A log line, worded as ucarp words it."""
 
     severity: Severity
     message: str
 
 
-Action = Union[SendAdvert, SendGratuitousArp, RunScript, StateChanged, Log]
+Action = SendAdvert | SendGratuitousArp | RunScript | StateChanged | Log
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(NamedTuple):
     """The configuration the machine decides with."""
 
     advbase: int = 1
@@ -154,8 +157,7 @@ class Params:
     demotion_quiet: float = DEMOTION_QUIET
 
 
-@dataclass(frozen=True)
-class MasterInfo:
+class MasterInfo(NamedTuple):
     """The last master heard from (or ourselves), for status."""
 
     address: IPv4Address
@@ -166,6 +168,17 @@ class MasterInfo:
 def interval(advbase: int, advskew: int) -> float:
     """Seconds between adverts for a (advbase, advskew) pair."""
     return advbase + advskew / 256
+
+
+def master_down_interval(advbase: int, advskew: int, deadratio: int) -> float:
+    """How long a BACKUP waits for an advert before it takes over.
+
+    ucarp's ``advbase*deadratio + advskew/256`` at advbase >= 1; at advbase 0 the dead
+    ratio applies to the whole interval, as OpenBSD's ``carp_setrun`` does.
+    """
+    if advbase == 0:
+        return deadratio * advskew / 256
+    return advbase * deadratio + advskew / 256
 
 
 def leave_takeover_delay(advskew: int) -> float:
@@ -256,7 +269,7 @@ class CarpMachine:
         return actions
 
     def advert_received(self, now: float, advert: Advert) -> list[Action]:
-        """An authenticated advert from a peer (reference §3, ucarp's ``packethandler``)."""
+        """An authenticated advert from a peer (docs/compat.md §3, ucarp's ``packethandler``)."""
         actions: list[Action] = []
         if self.state is State.INIT or not self.link_up:
             return actions
@@ -301,7 +314,7 @@ class CarpMachine:
             actions.append(Log(Severity.WARNING, "Putting MASTER down - preemption"))
             return actions
         dead = (self.params.advbase * self.params.deadratio, self.advskew)
-        if dead < theirs:
+        if self.params.advbase and dead < theirs:
             self._become_master(now, Reason.SLOW_MASTER, actions)
             actions.append(Log(Severity.WARNING, "Putting MASTER DOWN (going to time out)"))
             return actions
@@ -420,7 +433,7 @@ class CarpMachine:
             self._master_down_at = None
             return
         p = self.params
-        self._master_down_at = now + p.advbase * p.deadratio + p.advskew / 256
+        self._master_down_at = now + master_down_interval(p.advbase, p.advskew, p.deadratio)
 
     def _master_left(self, now: float, actions: list[Action]) -> list[Action]:
         if self._quiet_until is not None or self.maintenance:

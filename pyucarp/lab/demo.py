@@ -2,9 +2,10 @@
 
 A throw-away lab (:mod:`pyucarp.lab.netlab`) joins four network namespaces with a switch: the
 nodes ``alpha`` (advskew 0, ``-P``) and ``beta`` (advskew 20) share the virtual address
-192.0.2.100, and a ``client`` pings that address every 10 ms. The story is told on the
-terminal as a timeline -- seconds since the start, who is MASTER, what the client sees --
-in four steps and a summary:
+192.0.2.100, and a ``client`` pings that address every 10 ms; the daemons are started and
+their logs read with :mod:`pyucarp.lab.daemons`. The story is told on the terminal as a
+timeline -- seconds since the start, who is MASTER, what the client sees -- in four steps
+and a summary:
 
 1. election: both start BACKUP, the one that waits less (lower advskew) becomes MASTER;
 2. alpha's host vanishes: beta takes over after the master-down time, 3 + 20/256 s;
@@ -17,9 +18,9 @@ Everything is torn down at the end, also on Ctrl-C, SIGTERM or any failure.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 import os
-import queue
 import re
 import shutil
 import signal
@@ -27,15 +28,16 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from pyucarp.core.machine import leave_takeover_delay
-from pyucarp.lab.netlab import Host, Lab, LabError, Prober, largest_gap
+from pyucarp.lab.daemons import Daemon, start_pyucarp, vip_scripts
+from pyucarp.lab.netlab import Host, Lab, LabError, PingWatch, largest_gap
 
 VIP = "192.0.2.100"
 VHID = 7
@@ -57,8 +59,7 @@ _MEANINGS = {
     "Putting MASTER DOWN (going to time out)": "takes over: the MASTER it hears is leaving",
 }
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_LOG_RE = re.compile(r"\[(DEBUG|INFO|NOTICE|WARNING|ERROR)\] (.*)$")
+_LOG_RE = re.compile(r"^(?:(\S+): )?\[(DEBUG|INFO|NOTICE|WARNING|ERROR)\] (.*)$")
 
 
 def master_down_time(advskew: int) -> float:
@@ -116,7 +117,7 @@ class Node:
     host: Host
     advskew: int
     preempt: bool
-    proc: subprocess.Popen[str] | None = None
+    daemon: Daemon | None = None
     state: str = "-"
     master_since: float | None = None  # monotonic time of the last change to MASTER
     exit_told: bool = False  # its end has been shown on the timeline
@@ -135,20 +136,6 @@ class Stopped(Exception):
     """SIGTERM or SIGHUP asked the demo to end."""
 
 
-def _scripts(workdir: Path) -> tuple[Path, Path]:
-    """The shipped vip-up/vip-down scripts, or equivalent ones written into ``workdir``."""
-    shipped = _PACKAGE_DIR.parent / "etc" / "ucarp"
-    up, down = shipped / "vip-up.sh", shipped / "vip-down.sh"
-    if os.access(up, os.X_OK) and os.access(down, os.X_OK):
-        return up, down
-    up, down = workdir / "vip-up.sh", workdir / "vip-down.sh"
-    up.write_text('#!/bin/sh\nexec ip address replace "$2/32" dev "${1%%:*}"\n')
-    down.write_text('#!/bin/sh\nip address del "$2/32" dev "${1%%:*}" 2>/dev/null\nexit 0\n')
-    up.chmod(0o755)
-    down.chmod(0o755)
-    return up, down
-
-
 class Story:
     """The lab, the two nodes, the client, and the timeline printed on the terminal."""
 
@@ -158,16 +145,13 @@ class Story:
         self.s = style
         self.out = out
         self.t0 = time.monotonic()
-        self.up, self.down = _scripts(workdir)
-        self.env = dict(os.environ)
-        # the daemons import this very copy of pyucarp, installed or not
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_PACKAGE_DIR.parent), os.environ.get("PYTHONPATH", "")) if p)
-        self.lines: queue.Queue[tuple[float, str, str]] = queue.Queue()
+        self._wall_offset = time.time() - self.t0  # log lines are stamped by the wall clock
+        self.workdir = workdir
+        self.up, self.down = vip_scripts(workdir)
         self.results: list[StepResult] = []
         self.nodes: dict[str, Node] = {}
         self.client: Host | None = None
-        self.prober: Prober | None = None
+        self.prober: PingWatch | None = None
         self._ping_start = 0.0
         self._seen = 0  # replies already looked at
         self._last_reply: float | None = None
@@ -212,25 +196,14 @@ class Story:
         self.client = self.lab.add_host("client", "192.0.2.10/24")
 
     def start_node(self, node: Node) -> None:
-        """Start the node's pyucarp daemon and a thread that reads its log lines."""
-        cmd = [sys.executable, "-u", "-m", "pyucarp", *node.options(self.up, self.down)]
-        node.proc = node.host.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env=self.env, cwd="/")
-        threading.Thread(target=self._read_log, args=(node.name, node.proc), daemon=True).start()
-
-    def _read_log(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            match = _LOG_RE.search(line)
-            if match:
-                self.lines.put((time.monotonic(), name, match.group(2)))
-            elif line.strip():
-                self.lines.put((time.monotonic(), name, line.strip()))
+        """Start the node's pyucarp daemon (this very copy of pyucarp, installed or not)."""
+        node.daemon = start_pyucarp(node.host, self.workdir, node.options(self.up, self.down),
+                                    name=node.name, python_flags=["-u"], cwd="/")
 
     def start_client(self, seconds: float) -> None:
         """Start pinging the VIP every 10 ms."""
         assert self.client is not None
-        self.prober = self.client.prober(VIP, PING_INTERVAL, seconds)
+        self.prober = self.client.start_ping_watch(VIP, PING_INTERVAL, seconds)
         self._last_reply = None
         self._ping_start = time.monotonic()
 
@@ -257,19 +230,35 @@ class Story:
 
     def _pump(self) -> None:
         """Print what arrived: daemon log lines and changes in the client's replies."""
-        while True:
-            try:
-                when, name, message = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            self._log_line(when, self.nodes[name], message)
+        arrived: list[tuple[float, Node, str]] = []
         for node in self.nodes.values():
-            if node.proc is not None and node.proc.poll() is not None and not node.exit_told:
+            if node.daemon is None:
+                continue
+            now = time.monotonic()
+            for line in node.daemon.follow():
+                match = _LOG_RE.search(line)
+                if match:
+                    arrived.append((self._logged_at(match.group(1), now), node, match.group(3)))
+                elif line.strip():
+                    arrived.append((now, node, line.strip()))
+        for when, node, message in sorted(arrived, key=lambda item: item[0]):
+            self._log_line(when, node, message)
+        for node in self.nodes.values():
+            proc = node.daemon.proc if node.daemon is not None else None
+            if proc is not None and proc.poll() is not None and not node.exit_told:
                 node.exit_told = True
                 node.state = "stopped"
                 self.event(time.monotonic(), node.name,
-                           f"daemon exited, status {node.proc.returncode}", "dim")
+                           f"daemon exited, status {proc.returncode}", "dim")
         self._watch_client()
+
+    def _logged_at(self, stamp: str | None, read_at: float) -> float:
+        """The monotonic time of a log line's own wall-clock stamp (``read_at`` without one)."""
+        try:
+            wall = dt.datetime.fromisoformat(stamp or "").timestamp()
+        except ValueError:
+            return read_at
+        return min(read_at, wall - self._wall_offset)
 
     def _log_line(self, when: float, node: Node, message: str) -> None:
         state = re.match(r"Switching to state: (\w+)", message)
@@ -403,16 +392,16 @@ class Story:
             "client's pings go unanswered. We pull the plug just after one of alpha's "
             "advertisements, so beta has to wait the whole time.")
         self.pause()
-        alpha, beta = self.nodes["alpha"], self.nodes["beta"]
+        alpha = self.nodes["alpha"]
         # alpha advertises once a second from the moment it became MASTER
         since = alpha.master_since or time.monotonic()
         k = math.ceil((time.monotonic() - since) / ADVBASE)
         self.watch(max(0.0, since + k * ADVBASE + 0.01 - time.monotonic()))
         cut = time.monotonic()
         alpha.host.unplug()
-        if alpha.proc is not None:
-            _kill(alpha.proc)
-        alpha.host.del_address(VIP)  # the machine is off: nothing of it answers any more
+        if alpha.daemon is not None:
+            _kill(alpha.daemon.proc)
+        alpha.host.del_address(VIP, missing_ok=True)  # the machine is off: nothing answers
         alpha.state = "gone"
         alpha.exit_told = True
         self.event(cut, "alpha", "unplugged from the switch and stopped dead", "red")
@@ -468,8 +457,8 @@ class Story:
         self.pause()
         alpha = self.nodes["alpha"]
         start = time.monotonic()
-        if alpha.proc is not None:
-            alpha.proc.send_signal(signal.SIGTERM)
+        if alpha.daemon is not None:
+            alpha.daemon.send_signal(signal.SIGTERM)
         self.event(start, "alpha", "SIGTERM: leave advert, down script, exit")
         ok = self.watch(5, self.settled("beta"))
         end = time.monotonic()
@@ -490,7 +479,7 @@ class Story:
         fmt = "    " + "  ".join(f"{{:<{w}}}" for w in widths)
         self.say(fmt.format(*header).rstrip(), "bold")
         self.say(fmt.format(*("-" * w for w in widths)))
-        for r, row in zip(self.results, rows):
+        for r, row in zip(self.results, rows, strict=True):
             self.say(fmt.format(*row).rstrip(), *(() if r.ok else ("red",)))
         self.say()
         self.explain(
@@ -566,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                 for sig in old:  # a second SIGTERM must not cut the teardown short
                     signal.signal(sig, signal.SIG_IGN)
                 # the lab goes first: printing may fail (a closed pipe) and must not stop it
-                left = lab.close()
+                left = lab.close(raise_on_leftover=False)
                 _tell(style("\n    tearing the lab down ...", "dim"))
                 if left:
                     print(f"pyucarp demo: could not delete namespaces {left}", file=sys.stderr)

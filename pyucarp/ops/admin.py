@@ -1,9 +1,15 @@
 """``pyucarp status``, ``pyucarp demote`` and ``pyucarp promote``: the host's instances as
 their state files describe them, and persistent maintenance switched on and off.
 
-Every running daemon keeps ``<statedir>/<name>.json`` (see :mod:`pyucarp.shell.statefile`);
-``<name>`` is ``<interface, ':' and '/' as '_'>-<vhid>``. A daemon removes its file when
+Every running instance keeps ``<statedir>/<name>.json`` (see :mod:`pyucarp.shell.statefile`,
+whose :class:`~pyucarp.shell.statefile.InstanceStatus` is the only reader used here);
+``<name>`` is ``<interface, ':' and '/' as '_'>-<vhid>``. A daemon removes its files when
 it exits, so a file whose pid is gone was left by a daemon that was killed: it is *stale*.
+
+An instance is a state file, not a process: the instances of one ``pyucarp run`` process
+share its pid, and each is judged, listed, demoted and promoted on its own. One control
+signal makes such a process re-read the maintenance flag of every instance it runs, each
+its own flag, so the others are left as they are.
 
 Health, as ``pyucarp status`` reports it and exits (LSB ``status`` style):
 
@@ -13,8 +19,8 @@ Health, as ``pyucarp status`` reports it and exits (LSB ``status`` style):
 * ``script-failed``: the last up/down script exited non-zero, timed out, was killed by a
   signal, or could not be started: the VIP may not be configured as the state says.
 * ``unreadable``: the state file exists but is not a pyucarp state document.
-* ``hung``: the daemon runs but has not refreshed its file (every 5 s) for over 30 s: its
-  event loop is stuck.
+* ``hung``: the instance's daemon runs but has not refreshed this file (every 5 s) for
+  over 30 s: its event loop is stuck.
 
 Exit status: 0 when every instance is healthy, 1 when at least one is not, 3 when there is
 no instance at all (LSB "program is not running"), 2 for a usage error.
@@ -27,11 +33,20 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from pyucarp.shell.atomic import atomic_write
-from pyucarp.shell.statefile import CONTROL_SIGNAL, DEFAULT_STATEDIR, STATE_REFRESH_SECONDS
+from pyucarp.shell.pidfile import daemon_alive
+from pyucarp.shell.statefile import (
+    CONTROL_SIGNAL,
+    STATE_REFRESH_SECONDS,
+    InstanceStatus,
+    ScriptRecord,
+    StateFile,
+    default_statedir,
+)
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
@@ -52,39 +67,13 @@ PROBLEM_HUNG = "hung"
 HUNG_AFTER_SECONDS = 6 * STATE_REFRESH_SECONDS  # six missed heartbeats
 
 
-def daemon_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running (not zombie) ucarp/pyucarp process.
-
-    A pid that now belongs to another program counts as dead: after a crash and a reboot
-    of the pid counter the state file's pid may name anything.
-    """
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by someone else
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-        if stat.rsplit(b")", 1)[-1].split()[:1] == [b"Z"]:
-            return False
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read()
-    except OSError:
-        return True  # no /proc to ask: kill() said it exists
-    return b"ucarp" in cmdline
-
-
 @dataclass(frozen=True)
 class Instance:
     """One instance on this host: its state file (if any) and its maintenance flag."""
 
     name: str  # the file stem, "<interface>-<vhid>"
     statefile: str
-    data: dict[str, Any] | None  # the state document; None when absent or unreadable
+    status: InstanceStatus | None  # the state file; None when absent or unreadable
     error: str | None  # why the state file could not be read
     running: bool  # the pid in the state file is a live daemon
     flag: bool  # the maintenance flag file exists
@@ -92,38 +81,34 @@ class Instance:
     @property
     def flag_path(self) -> str:
         """The maintenance flag file of this instance."""
-        return self.statefile[: -len(STATE_SUFFIX)] + FLAG_SUFFIX
+        return StateFile(self.statefile).maintenance_flag
 
     @property
     def present(self) -> bool:
         """True when a state file exists (a running daemon, or a stale file)."""
-        return self.data is not None or self.error is not None
+        return self.status is not None or self.error is not None
 
     @property
     def pid(self) -> int | None:
-        """The daemon's pid from the state file."""
-        return _int_or_none(self.field("pid"))
-
-    def field(self, key: str) -> Any:
-        """A field of the state document, None when missing."""
-        return None if self.data is None else self.data.get(key)
+        """The daemon's pid from the state file (shared by a ``pyucarp run``'s instances)."""
+        return None if self.status is None else self.status.pid
 
     @property
     def problems(self) -> tuple[str, ...]:
         """Why the instance is unhealthy (see the module doc); empty when healthy."""
         if not self.present:
             return ()  # only a maintenance flag: no daemon, nothing to judge
-        if self.data is None:
+        status = self.status
+        if status is None:
             return (PROBLEM_UNREADABLE,)
         if not self.running:
             return (PROBLEM_DEAD,)  # the rest of a stale file is history
         problems = []
-        updated = self.data.get("updated")
-        if isinstance(updated, (int, float)) and time.time() - updated > HUNG_AFTER_SECONDS:
+        if time.time() - status.updated > HUNG_AFTER_SECONDS:
             problems.append(PROBLEM_HUNG)
-        if self.data.get("link_up") is False:
+        if not status.link_up:
             problems.append(PROBLEM_LINK_DOWN)
-        if script_failed(self.data.get("last_script")):
+        if status.last_script is not None and status.last_script.failed:
             problems.append(PROBLEM_SCRIPT_FAILED)
         return tuple(problems)
 
@@ -134,7 +119,7 @@ class Instance:
 
     def as_json(self) -> dict[str, Any]:
         """The state document plus what ``status`` concluded, for ``--json``."""
-        doc: dict[str, Any] = dict(self.data or {})
+        doc: dict[str, Any] = {} if self.status is None else self.status.to_json()
         doc.update(
             name=self.name,
             statefile=self.statefile if self.present else None,
@@ -148,33 +133,18 @@ class Instance:
         return doc
 
 
-def script_failed(last: object) -> bool:
-    """Whether a state file's ``last_script`` record tells of a failed script."""
-    if not isinstance(last, dict):
-        return False
-    return bool(last.get("timed_out")) or last.get("error") is not None or last.get("returncode") != 0
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _read_state(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The parsed state file, or (None, why); FileNotFoundError is left to the caller."""
+def _read_state(path: str) -> tuple[InstanceStatus | None, str | None]:
+    """The state file, or (None, why); FileNotFoundError is left to the caller."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(1 << 20)
+        return StateFile(path).read(), None
     except FileNotFoundError:
         raise
     except OSError as exc:
         return None, exc.strerror or str(exc)
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         return None, f"not JSON: {exc}"
-    if not isinstance(doc, dict) or _int_or_none(doc.get("pid")) is None:
-        return None, "not a pyucarp state file (no pid)"
-    return doc, None
+    except ValueError as exc:  # InstanceStatus.from_json names the first wrong field
+        return None, f"not a pyucarp state file: {exc}"
 
 
 def scan(statedir: str, alive: Callable[[int], bool] = daemon_alive) -> list[Instance]:
@@ -204,16 +174,15 @@ def scan(statedir: str, alive: Callable[[int], bool] = daemon_alive) -> list[Ins
 def load(statedir: str, name: str, alive: Callable[[int], bool] = daemon_alive) -> Instance | None:
     """The instance ``name`` in ``statedir``, or None when it has neither file."""
     statefile = os.path.join(statedir, name + STATE_SUFFIX)
-    flag = os.path.exists(os.path.join(statedir, name + FLAG_SUFFIX))
+    flag = StateFile(statefile).maintenance_requested()
     try:
-        data, error = _read_state(statefile)
+        status, error = _read_state(statefile)
     except FileNotFoundError:
         if not flag:
             return None  # the daemon exited between listdir and open
         return Instance(name, statefile, None, None, False, flag)
-    pid = None if data is None else _int_or_none(data.get("pid"))
-    running = pid is not None and alive(pid)
-    return Instance(name, statefile, data, error, running, flag)
+    running = status is not None and alive(status.pid)
+    return Instance(name, statefile, status, error, running, flag)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -233,44 +202,39 @@ def human_ago(seconds: float) -> str:
     return text + " ago"
 
 
-def describe_script(last: object) -> str:
+def describe_script(last: ScriptRecord | None) -> str:
     """The last script and how it ended, e.g. ``up exit 0`` or ``down timed out``."""
-    if not isinstance(last, dict):
+    if last is None:
         return "-"
-    kind = str(last.get("kind", "?"))
-    if last.get("timed_out"):
-        return f"{kind} timed out"
-    if last.get("error") is not None:
-        return f"{kind} failed: {last.get('error')}"
-    code = last.get("returncode")
-    if code is None:
-        return f"{kind} killed"
-    return f"{kind} exit {code}"
+    if last.timed_out:
+        return f"{last.kind} timed out"
+    if last.error is not None:
+        return f"{last.kind} failed: {last.error}"
+    if last.returncode is None:
+        return f"{last.kind} killed"
+    return f"{last.kind} exit {last.returncode}"
 
 
-def describe_master(instance: Instance) -> str:
-    """The master this instance knows of: ``192.0.2.1 1/0``, ``(self)`` when it is us."""
-    master = instance.field("master")
-    if not isinstance(master, dict):
+def describe_master(status: InstanceStatus | None) -> str:
+    """The master an instance knows of: ``192.0.2.1 1/0``, ``(self)`` when it is us."""
+    if status is None or status.master is None:
         return "-"
-    text = f"{master.get('address')} {master.get('advbase')}/{master.get('advskew')}"
-    if master.get("address") == instance.field("srcip"):
+    master = status.master
+    text = f"{master.address} {master.advbase}/{master.advskew}"
+    if master.address == status.srcip:
         text += " (self)"
     return text
 
 
-def dropped_total(instance: Instance) -> int:
+def dropped_total(status: InstanceStatus) -> int:
     """All refused frames of the instance, every reason together."""
-    dropped = instance.field("dropped")
-    if not isinstance(dropped, dict):
-        return 0
-    return sum(v for v in dropped.values() if isinstance(v, int))
+    return sum(status.dropped.values())
 
 
 def _maintenance_cell(instance: Instance) -> str:
-    if not instance.present or instance.data is None:
+    if instance.status is None:
         return "flag" if instance.flag else "-"
-    on = bool(instance.field("maintenance"))
+    on = instance.status.maintenance
     text = "yes" if on else "no"
     if instance.running and on != instance.flag:
         text += "*"  # flag file and daemon disagree: the daemon was not signalled
@@ -293,9 +257,9 @@ def _health_cell(instance: Instance) -> str:
 def _state_cell(instance: Instance) -> str:
     if not instance.present:
         return "STOPPED"
-    if instance.data is None:
+    if instance.status is None:
         return "?"
-    state = str(instance.field("state"))
+    state = instance.status.state
     return state if instance.running else f"DEAD (was {state})"
 
 
@@ -309,23 +273,24 @@ def status_rows(instances: Iterable[Instance], now: float) -> list[tuple[str, ..
     """The cells of the status table, one tuple per instance (header not included)."""
     rows: list[tuple[str, ...]] = []
     for inst in instances:
-        since = inst.field("since")
-        rows.append(
-            (
-                inst.name,
-                str(inst.field("interface") or "-"),
-                str(inst.field("vhid") or "-"),
-                str(inst.field("vip") or "-"),
+        s = inst.status
+        if s is None:
+            cells: tuple[str, ...] = ("-", "-", "-", _state_cell(inst), "-", "-", "-",
+                                      _maintenance_cell(inst), "-", "-")
+        else:
+            cells = (
+                s.interface or "-",
+                str(s.vhid),
+                s.vip or "-",
                 _state_cell(inst),
-                human_ago(now - since) if isinstance(since, (int, float)) else "-",
-                describe_master(inst),
-                str(inst.field("transitions") if inst.data else "-"),
+                human_ago(now - s.since),
+                describe_master(s),
+                str(s.transitions),
                 _maintenance_cell(inst),
-                describe_script(inst.field("last_script")),
-                str(dropped_total(inst)) if inst.data else "-",
-                _health_cell(inst),
+                describe_script(s.last_script),
+                str(dropped_total(s)),
             )
-        )
+        rows.append((inst.name, *cells, _health_cell(inst)))
     return rows
 
 
@@ -382,6 +347,14 @@ class SelectionError(Exception):
     """A NAME given to demote/promote matches no instance."""
 
 
+def _matches(instance: Instance, name: str) -> bool:
+    """Whether ``name`` (file stem, interface or VIP) designates ``instance``."""
+    if name == instance.name:
+        return True
+    status = instance.status
+    return status is not None and name in (status.interface, status.vip)
+
+
 def select(instances: Sequence[Instance], names: Sequence[str], *, all_: bool,
            statedir: str, demote: bool) -> list[Instance]:
     """The instances meant by ``names`` (file stem, interface or VIP) or by ``--all``.
@@ -394,10 +367,7 @@ def select(instances: Sequence[Instance], names: Sequence[str], *, all_: bool,
         return [i for i in instances if i.present or (not demote and i.flag)]
     chosen: dict[str, Instance] = {}
     for name in names:
-        matches = [
-            i for i in instances
-            if name in (i.name, i.field("interface"), i.field("vip"))
-        ]
+        matches = [i for i in instances if _matches(i, name)]
         if not matches and demote and _looks_like_stem(name):
             matches = [Instance(name, os.path.join(statedir, name + STATE_SUFFIX),
                                 None, None, False, False)]
@@ -428,15 +398,17 @@ def set_flag(instance: Instance, on: bool) -> None:
 
 def _confirmed(statedir: str, name: str, pid: int, on: bool,
                alive: Callable[[int], bool]) -> Instance | None:
+    """The instance once its own state file shows the flag taken into account."""
     current = load(statedir, name, alive)
-    if current is None or current.pid != pid or current.data is None:
+    if current is None or current.status is None or current.status.pid != pid:
         return None
-    return current if bool(current.field("maintenance")) == on else None
+    return current if current.status.maintenance == on else None
 
 
 def _result_line(instance: Instance, on: bool) -> str:
-    state = instance.field("state")
-    master = describe_master(instance)
+    status = instance.status
+    state = "?" if status is None else status.state
+    master = describe_master(status)
     return (f"{instance.name}: maintenance {'on' if on else 'off'}, {state}"
             + (f", master {master}" if master != "-" else ""))
 
@@ -446,7 +418,11 @@ def switch_maintenance(statedir: str, targets: Sequence[Instance], on: bool, tim
                        out: Callable[[str], None] = print) -> int:
     """Set or clear the flag of each target, signal its daemon, wait for it to confirm.
 
-    Returns 0 when every running daemon confirmed (or there was none to ask), else 1.
+    Every flag is written before any signal is sent, and each process is signalled once:
+    a ``pyucarp run`` process re-reads the flag of every instance it runs, so several
+    targets of one process are served by one signal, and its other instances (whose
+    flags did not change) stay as they are. Each target is confirmed by its own state
+    file. Returns 0 when every running daemon confirmed (or there was none to ask), else 1.
     """
     status = EXIT_OK
     waiting: dict[str, int] = {}
@@ -464,13 +440,15 @@ def switch_maintenance(statedir: str, targets: Sequence[Instance], on: bool, tim
             when = "it starts in maintenance" if on else "it starts normally"
             out(f"{inst.name}: not running; maintenance flag {verb}: {when}")
             continue
+        waiting[inst.name] = pid
+    for pid in dict.fromkeys(waiting.values()):  # each process once, in target order
         try:
             os.kill(pid, CONTROL_SIGNAL)
         except OSError as exc:
-            out(f"{inst.name}: cannot signal pid {pid}: {exc.strerror or exc}")
+            for name in [n for n, p in waiting.items() if p == pid]:
+                out(f"{name}: cannot signal pid {pid}: {exc.strerror or exc}")
+                del waiting[name]
             status = EXIT_UNHEALTHY
-            continue
-        waiting[inst.name] = pid
     deadline = time.monotonic() + timeout
     while waiting:
         for name, pid in list(waiting.items()):
@@ -533,5 +511,6 @@ def promote_main(argv: list[str]) -> int:
 
 
 def _add_statedir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--statedir", default=DEFAULT_STATEDIR, metavar="DIR",
-                        help=f"the daemons' --statedir (default {DEFAULT_STATEDIR})")
+    parser.add_argument("--statedir", default=default_statedir(), metavar="DIR",
+                        help="the daemons' --statedir (default /run/pyucarp; netns-INODE below "
+                        "it in another network namespace)")

@@ -6,7 +6,8 @@ Printed on stdout, or written atomically to a file for node-exporter's textfile 
 ``interface``, ``vhid`` and ``vip``.
 
 A stale state file (its daemon is gone) yields only ``ucarp_up 0``: its last state would
-claim a MASTER that no longer exists.
+claim a MASTER that no longer exists. A file that is not a state document yields nothing
+(``pyucarp status`` says why it is unreadable).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
 
 from pyucarp.ops.admin import Instance, scan
 from pyucarp.shell.atomic import atomic_write
-from pyucarp.shell.statefile import DEFAULT_STATEDIR
+from pyucarp.shell.statefile import ScriptRecord, default_statedir
 
 STATE_VALUES = {"INIT": 0, "BACKUP": 1, "MASTER": 2}
 NO_EXIT_STATUS = -1  # the last script timed out, was killed, or could not be started
@@ -97,57 +98,44 @@ def format_value(value: float) -> str:
     return repr(float(value))
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
+def last_script_exit_code(last: ScriptRecord) -> int:
+    """The exit status of the last script, or -1 when it had none."""
+    if last.returncode is None or last.timed_out or last.error is not None:
+        return NO_EXIT_STATUS
+    return last.returncode
 
 
 def collect(instances: Sequence[Instance]) -> Exposition:
-    """The samples of every instance that has a state file."""
+    """The samples of every instance whose state file could be read.
+
+    The instances of one ``pyucarp run`` process are instances like any other: each has
+    its own label set.
+    """
     out = Exposition()
     for inst in instances:
-        if not inst.present or inst.data is None:
+        s = inst.status
+        if s is None:
             continue
-        labels = {
-            "instance": inst.name,
-            "interface": str(inst.field("interface") or ""),
-            "vhid": str(inst.field("vhid") or ""),
-            "vip": str(inst.field("vip") or ""),
-        }
+        labels = {"instance": inst.name, "interface": s.interface, "vhid": str(s.vhid),
+                  "vip": s.vip}
         out.add("ucarp_up", labels, 1 if inst.running else 0)
         if not inst.running:
             continue
-        state = str(inst.field("state"))
-        out.add("ucarp_state", labels, STATE_VALUES.get(state, 0))
-        out.add("ucarp_master", labels, 1 if state == "MASTER" else 0)
-        out.add("ucarp_maintenance", labels, 1 if inst.field("maintenance") else 0)
-        out.add("ucarp_link_up", labels, 1 if inst.field("link_up") else 0)
+        out.add("ucarp_state", labels, STATE_VALUES.get(s.state, 0))
+        out.add("ucarp_master", labels, 1 if s.state == "MASTER" else 0)
+        out.add("ucarp_maintenance", labels, 1 if s.maintenance else 0)
+        out.add("ucarp_link_up", labels, 1 if s.link_up else 0)
         out.add("ucarp_healthy", labels, 1 if inst.healthy else 0)
-        for key, name in (
-            ("since", "ucarp_since_seconds"),
-            ("transitions", "ucarp_transitions_total"),
-            ("adverts_sent", "ucarp_adverts_sent_total"),
-            ("adverts_received", "ucarp_adverts_received_total"),
-            ("send_errors", "ucarp_send_errors_total"),
-        ):
-            value = _num(inst.field(key))
-            if value is not None:
-                out.add(name, labels, value)
-        dropped = inst.field("dropped")
-        if isinstance(dropped, dict):
-            for reason in sorted(dropped):
-                count = _num(dropped[reason])
-                if count is not None:
-                    out.add("ucarp_dropped_packets_total", {**labels, "reason": str(reason)}, count)
-        last = inst.field("last_script")
-        if isinstance(last, dict):
-            code = last.get("returncode")
-            if not isinstance(code, int) or last.get("timed_out") or last.get("error") is not None:
-                code = NO_EXIT_STATUS
-            out.add("ucarp_last_script_exit_code", labels, code)
+        out.add("ucarp_since_seconds", labels, s.since)
+        out.add("ucarp_transitions_total", labels, s.transitions)
+        out.add("ucarp_adverts_sent_total", labels, s.adverts_sent)
+        out.add("ucarp_adverts_received_total", labels, s.adverts_received)
+        out.add("ucarp_send_errors_total", labels, s.send_errors)
+        for reason in sorted(s.dropped):
+            out.add("ucarp_dropped_packets_total", {**labels, "reason": reason},
+                    s.dropped[reason])
+        if s.last_script is not None:
+            out.add("ucarp_last_script_exit_code", labels, last_script_exit_code(s.last_script))
     return out
 
 
@@ -163,8 +151,9 @@ def metrics_main(argv: list[str]) -> int:
         description="Print the state of this host's pyucarp instances in Prometheus text "
         "format, or write it atomically to a file for node-exporter's textfile collector.",
     )
-    parser.add_argument("--statedir", default=DEFAULT_STATEDIR, metavar="DIR",
-                        help=f"the daemons' --statedir (default {DEFAULT_STATEDIR})")
+    parser.add_argument("--statedir", default=default_statedir(), metavar="DIR",
+                        help="the daemons' --statedir (default /run/pyucarp; netns-INODE below "
+                        "it in another network namespace)")
     parser.add_argument("--textfile", metavar="PATH",
                         help="write to PATH (atomically; node-exporter reads *.prom files)")
     parser.add_argument("--interval", type=float, metavar="N",

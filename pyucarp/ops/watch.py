@@ -19,24 +19,31 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
-from pyucarp.core.codec import carp_digest, internet_checksum
+from pyucarp.config.options import read_passfile
+from pyucarp.config.settings import MAX_PASSWORD_BYTES
+from pyucarp.core.codec import (
+    CARP_AUTHLEN,
+    CARP_HEADER,
+    CARP_HEADER_LEN,
+    CARP_TTL,
+    ETH_HEADER_LEN,
+    ETHERTYPE_IP,
+    IP_HEADER_LEN,
+    IPPROTO_CARP,
+    carp_digest,
+    internet_checksum,
+    is_leave,
+)
+from pyucarp.errors import ConfigError
 
-IPPROTO_CARP = 112
-CARP_LEN = 36
-CARP_AUTHLEN = 7
-CARP_TTL = 255
-LEAVE = (255, 255)
-BPF_FILTER = "ip proto 112"
-MAX_PASSWORD_BYTES = 19  # ucarp's key buffer is 20 bytes with its NUL
-
-_CARP = struct.Struct("!BBBBBBHQ20s")
+BPF_FILTER = f"ip proto {IPPROTO_CARP}"
 
 
 # The daemon's own definitions: the watch judges adverts exactly as pyucarp does.
@@ -68,7 +75,7 @@ class AdvertView:
     @property
     def leave(self) -> bool:
         """advbase 255 / advskew 255: the sender is leaving (pyucarp's graceful hand-off)."""
-        return (self.advbase, self.advskew) == LEAVE
+        return is_leave(self.advbase, self.advskew)
 
     @property
     def bad(self) -> bool:
@@ -98,9 +105,9 @@ def dissect(frame: bytes, t: float, password: bytes | None = None,
         ip_checksum_ok=internet_checksum(header) == 0,
         carp=False,
     )
-    if len(payload) < CARP_LEN:
+    if len(payload) < CARP_HEADER_LEN:
         return common
-    fields = _CARP.unpack(payload[:CARP_LEN])
+    fields = CARP_HEADER.unpack(payload[:CARP_HEADER_LEN])
     ver_type, vhid, advskew, authlen, _pad, advbase, _cksum, counter, digest = fields
     if ver_type >> 4 != 2 or authlen != CARP_AUTHLEN:
         return common
@@ -118,14 +125,15 @@ def dissect(frame: bytes, t: float, password: bytes | None = None,
         authlen=authlen,
         counter=counter,
         digest=digest,
-        checksum_ok=internet_checksum(payload[:CARP_LEN]) == 0,
+        checksum_ok=internet_checksum(payload[:CARP_HEADER_LEN]) == 0,
         hmac_ok=hmac_ok,
     )
 
 
 def format_view(view: AdvertView, password_given: bool) -> str:
     """One output line for a captured packet."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(view.time)) + f".{int(view.time % 1 * 1e6):06d}"
+    micros = int(view.time % 1 * 1e6)
+    stamp = time.strftime("%H:%M:%S", time.localtime(view.time)) + f".{micros:06d}"
     head = f"{stamp} {view.src:<15} {view.src_mac}"
     if not view.carp:
         return f"{head} not a CARP advertisement (VRRP?) ttl {view.ttl}"
@@ -149,15 +157,6 @@ def format_view(view: AdvertView, password_given: bool) -> str:
         else:
             parts.append("HMAC BAD (wrong password or VIP?)")
     return " ".join(parts)
-
-
-def read_password_file(path: str) -> bytes:
-    """The first line of ``path``, as ucarp reads ``-o`` (up to the newline or a NUL)."""
-    with open(path, "rb") as handle:
-        line = handle.readline(4096)
-    if not line:
-        raise ValueError(f"{path} is empty")
-    return line.split(b"\n", 1)[0].split(b"\0", 1)[0]
 
 
 class Watcher:
@@ -201,7 +200,8 @@ class Watcher:
 
 
 def watch_main(argv: list[str]) -> int:
-    """``pyucarp watch -i IFACE [-p PASS | -o FILE] [-a VIP] [-v VHID] [--count N] [--timeout S]``."""
+    """``pyucarp watch -i IFACE [-p PASS | -o FILE] [-a VIP] [-v VHID] [--count N]
+    [--timeout S]``."""
     parser = argparse.ArgumentParser(
         prog="pyucarp watch",
         description="Show every CARP advertisement seen on an interface, one line each.",
@@ -222,9 +222,9 @@ def watch_main(argv: list[str]) -> int:
         password = args.password.encode()
     elif args.passfile is not None:
         try:
-            password = read_password_file(args.passfile)
-        except (OSError, ValueError) as exc:
-            parser.error(f"passfile: {exc}")
+            password = read_passfile(args.passfile)  # as the daemon reads -o
+        except ConfigError as exc:
+            parser.error(str(exc))
     if password is not None and len(password) > MAX_PASSWORD_BYTES:
         # ucarp refuses such a password, so no cluster can use it.
         parser.error(f"password longer than {MAX_PASSWORD_BYTES} bytes")
@@ -253,14 +253,13 @@ def watch_main(argv: list[str]) -> int:
 def capture(iface: str, watcher: Watcher, *, count: int | None, timeout: float | None,
             started: Callable[[], None] | None = None) -> None:
     """Sniff ``iface`` with scapy until ``count`` adverts or ``timeout`` seconds."""
-    from scapy.config import conf  # type: ignore[import-untyped,unused-ignore]
-    from scapy.error import Scapy_Exception  # type: ignore[import-untyped,unused-ignore]
-    from scapy.sendrecv import sniff  # type: ignore[import-untyped,unused-ignore]
-
     # Loading the Ethernet layer registers it for the capture socket's link type:
     # without it scapy warns "Unable to guess type" and hands over raw payloads.
     import scapy.layers.inet  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
     import scapy.layers.l2  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+    from scapy.config import conf  # type: ignore[import-untyped,unused-ignore]
+    from scapy.error import Scapy_Exception  # type: ignore[import-untyped,unused-ignore]
+    from scapy.sendrecv import sniff  # type: ignore[import-untyped,unused-ignore]
 
     conf.verb = 0
 
@@ -293,4 +292,8 @@ def capture(iface: str, watcher: Watcher, *, count: int | None, timeout: float |
 
 
 def _is_carp(frame: bytes) -> bool:
-    return len(frame) >= 34 and frame[12:14] == b"\x08\x00" and frame[23] == IPPROTO_CARP
+    if len(frame) < ETH_HEADER_LEN + IP_HEADER_LEN:
+        return False
+    ethertype = int.from_bytes(frame[12:14], "big")
+    protocol = frame[ETH_HEADER_LEN + 9]  # IPv4 header byte 9
+    return ethertype == ETHERTYPE_IP and protocol == IPPROTO_CARP

@@ -3,7 +3,7 @@
 :func:`interface_facts` reads the facts once (MAC, addresses, flags);
 :class:`LinkMonitor` then reports changes as the kernel announces them over
 rtnetlink.  ucarp polls the interface flags and, once the carrier is gone,
-re-checks only every 10 s (reference §7); pyucarp learns of carrier loss and
+re-checks only every 10 s (docs/compat.md §7); pyucarp learns of carrier loss and
 return, of the interface being deleted or re-created, and of an address
 (the VIP) being removed behind its back, as soon as they happen.
 """
@@ -14,14 +14,13 @@ import errno
 import fcntl
 import socket
 import struct
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from types import TracebackType
-from typing import Union
 
 import netifaces
 
 from pyucarp.errors import RuntimeFailure
+from pyucarp.records import NamedTuple  # lean: no dataclasses/typing, ~3 MiB
 
 __all__ = [
     "AddressEvent",
@@ -75,8 +74,7 @@ _MAX_DATAGRAMS = 256
 # Interface facts
 
 
-@dataclass(frozen=True)
-class InterfaceFacts:
+class InterfaceFacts(NamedTuple):
     """One interface as it is now.
 
     ``up`` is IFF_UP (administratively up); ``running`` is IFF_RUNNING
@@ -85,7 +83,7 @@ class InterfaceFacts:
     """
 
     device: str
-    index: int
+    index: int  # type: ignore[assignment]  # the field hides tuple.index(), unused here
     mac: bytes
     addresses: tuple[IPv4Interface, ...]
     up: bool
@@ -228,11 +226,10 @@ def default_interface() -> str | None:
 # Link monitoring
 
 
-@dataclass(frozen=True)
-class LinkEvent:
+class LinkEvent(NamedTuple):
     """An interface appeared, changed (flags, name, MAC) or was deleted."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field hides tuple.index(), unused here
     name: str
     flags: int
     up: bool
@@ -241,22 +238,20 @@ class LinkEvent:
     mac: bytes | None = None
 
 
-@dataclass(frozen=True)
-class AddressEvent:
+class AddressEvent(NamedTuple):
     """An IPv4 address was added to or removed from an interface."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field hides tuple.index(), unused here
     address: IPv4Interface
     label: str
     deleted: bool
 
 
-@dataclass(frozen=True)
-class Resync:
+class Resync(NamedTuple):
     """Notifications were lost (receive queue overrun): re-read the facts."""
 
 
-MonitorEvent = Union[LinkEvent, AddressEvent, Resync]
+MonitorEvent = LinkEvent | AddressEvent | Resync
 """Anything :meth:`LinkMonitor.read_events` returns."""
 
 

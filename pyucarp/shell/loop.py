@@ -1,158 +1,274 @@
-"""The imperative shell: one event loop that feeds the CARP machine and carries out its actions.
+"""The imperative shell: one event loop for any number of CARP instances.
 
-Everything that waits is a file descriptor in one selector (the CARP socket, the netlink
-link monitor, the running script's pidfd, the signal wake-up pipe) or a deadline on the
-monotonic clock (the machine's timers, a script's timeout, the log limiter's summary).
-Nothing here blocks except the bounded wait for the downscript at a graceful exit.
+Everything that waits is a file descriptor in one selector (one CARP socket per
+interface and group, the netlink link monitor, the signal wake-up pipe) or a deadline in
+one heap on the monotonic clock (each instance's timers, script timeouts and state-file
+heartbeat, the log limiter's summaries). Finished scripts are noticed through SIGCHLD.
+
+Isolation: every call into an instance is guarded, so an exception in one is logged and
+the others go on; an instance's scripts run in its own queue, so a hung script delays
+nobody else's adverts; an interface that vanishes silences only the instances on it.
+
+The ``ucarp`` command is this loop with one instance (its exit signals keep ucarp's
+meaning); ``pyucarp run`` adds instances from the interface files and re-reads them on
+SIGHUP (:meth:`EventLoop.reload`).
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 import os
-import random
 import selectors
 import signal
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Literal
+from collections.abc import Callable, Mapping
+from ipaddress import IPv4Address
 
-from pyucarp.core.codec import AdvertCodec, Advert, Dropped, DropReason, gratuitous_arp
 from pyucarp.config.settings import Config
-from pyucarp.errors import UcarpError
-from pyucarp.shell.iface import AddressEvent, InterfaceFacts, LinkEvent, LinkMonitor, interface_facts
-from pyucarp.shell.logs import Level, UcarpLog
-from pyucarp.core.machine import (
-    Action,
-    CarpMachine,
-    Log,
-    Params,
-    RunScript,
-    SendAdvert,
-    SendGratuitousArp,
-    Severity,
-    State,
-    StateChanged,
+from pyucarp.errors import ConfigError, UcarpError
+from pyucarp.records import TYPE_CHECKING
+from pyucarp.shell.iface import (
+    AddressEvent,
+    InterfaceFacts,
+    LinkEvent,
+    LinkMonitor,
+    interface_facts,
 )
+from pyucarp.shell.logs import InstanceLog, Level, UcarpLog
 from pyucarp.shell.netio import CarpSocket
-from pyucarp.core.replay import ReplayGuard
-from pyucarp.shell.scripts import ScriptResult, ScriptRunner
-from pyucarp.shell.statefile import CONTROL_SIGNAL, STATE_REFRESH_SECONDS, StateFile
+from pyucarp.shell.realtime import quiet_gc
+from pyucarp.shell.runtime import InstanceRuntime
+from pyucarp.shell.statefile import CONTROL_SIGNAL
+
+if TYPE_CHECKING:
+    import random
 
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
-VIP_RESTORE_HOLDOFF = 5.0  # at most one upscript rerun per this many seconds
-SCRIPT_DRAIN_SECONDS = 30.0  # how long a graceful exit waits for the downscript
-
-_SEVERITY_LEVEL = {
-    Severity.DEBUG: Level.DEBUG,
-    Severity.INFO: Level.INFO,
-    Severity.NOTICE: Level.NOTICE,
-    Severity.WARNING: Level.WARNING,
-    Severity.ERROR: Level.ERROR,
-}
-
-# ucarp's levels for refused frames: these four are warnings (rate-limited here), the
-# rest are debug chatter (ucarp logs them only in debug builds).
-_WARNED_DROPS = {
-    DropReason.BAD_TTL,
-    DropReason.BAD_VERSION,
-    DropReason.BAD_CHECKSUM,
-    DropReason.BAD_DIGEST,
-    DropReason.REPLAY,
-}
+SCRIPT_DRAIN_SECONDS = 30.0  # how long a graceful exit waits for the downscripts
+_ETH_IP = b"\x08\x00"
 
 
-@dataclass
-class Statistics:
-    """What the daemon counts, for SIGUSR1, the state file and metrics."""
-
-    adverts_received: int = 0
-    adverts_sent: int = 0
-    send_errors: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    last_script: ScriptResult | None = None
+def _system_random_bits(bits: int) -> int:
+    """``bits`` random bits from the kernel, as random.SystemRandom().getrandbits gives
+    them: the random module would cost every daemon ~0.2 MiB for this."""
+    return int.from_bytes(os.urandom((bits + 7) // 8), "big") >> (-bits % 8)
 
 
-def open_carp_socket(config: Config) -> CarpSocket:
-    """The instance's raw CARP socket: its interface, group, -M, and a filter on its vhid."""
-    return CarpSocket(
-        config.device,
-        srcip=config.srcip,
-        group=config.mcast,
-        nomcast=config.nomcast,
-        vhid=config.vhid,
-    )
+def check_instance(config: Config, log: InstanceLog) -> InterfaceFacts:
+    """The start-up checks of one instance, in ucarp's order; its interface facts.
+
+    Raises ConfigError (source address not on the interface, a script that cannot run)
+    or RuntimeFailure (no such interface); warns of a missing script as ucarp does.
+    """
+    facts = interface_facts(config.device)
+    if not any(addr.ip == config.srcip for addr in facts.addresses):
+        raise ConfigError(
+            f"Source address [{config.srcip}] is not configured on interface [{config.device}]"
+        )
+    for script, word in ((config.upscript, "up"), (config.downscript, "down")):
+        if not script:
+            log.warning(f"Warning: no script called when going {word}")
+        elif not os.path.isfile(script) or not os.access(script, os.X_OK):
+            raise ConfigError(f"Script [{script}] is not an executable file")
+    return facts
 
 
-class Daemon:
-    """One pyucarp instance: one virtual host on one interface."""
+def _vhid_of(frame: bytes) -> int | None:
+    """The CARP vhid byte of an IPv4 frame (just after the IP header), if it has one."""
+    if len(frame) < 36 or frame[12:14] != _ETH_IP:
+        return None
+    at = 14 + (frame[14] & 0x0F) * 4 + 1
+    return frame[at] if at < len(frame) else None
+
+
+class Port:
+    """One CARP socket (interface, group, multicast or broadcast) and its instances."""
+
+    def __init__(self, device: str, group: IPv4Address, nomcast: bool, srcip: IPv4Address,
+                 facts: InterfaceFacts) -> None:
+        self.device = device
+        self.group = group
+        self.nomcast = nomcast
+        self.srcip = srcip
+        self.facts = facts
+        self.by_vhid: dict[int, InstanceRuntime] = {}
+        self.sock: CarpSocket | None = None
+
+    @property
+    def key(self) -> tuple[str, IPv4Address, bool]:
+        """What instances must share to share this socket."""
+        return (self.device, self.group, self.nomcast)
+
+    def open(self) -> CarpSocket:
+        """A socket filtered on this port's vhids (raises RuntimeFailure)."""
+        return CarpSocket(self.device, srcip=self.srcip, group=self.group,
+                          nomcast=self.nomcast, vhid=sorted(self.by_vhid) or None)
+
+    def refilter(self) -> None:
+        """The set of vhids changed: let the kernel filter on the new set."""
+        if self.sock is not None and self.by_vhid:
+            self.sock.set_vhids(sorted(self.by_vhid))
+
+    def runtimes(self) -> list[InstanceRuntime]:
+        """The instances on this port."""
+        return list(self.by_vhid.values())
+
+
+class EventLoop:
+    """Runs CARP instances until a signal ends the process."""
 
     def __init__(
         self,
-        config: Config,
         log: UcarpLog,
         *,
-        sock: CarpSocket,
-        monitor: LinkMonitor | None,
-        facts: InterfaceFacts,
-        runner: ScriptRunner,
+        graceful_exit: bool,
+        hup_reloads: bool = False,
+        prefix_logs: bool = False,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self.config = config
+        """``graceful_exit``: exit signals make every instance leave (-z); otherwise the
+        process dies of the signal after cleaning up, as ucarp. ``hup_reloads``: SIGHUP
+        calls :meth:`reload` instead of ending the process."""
         self.log = log
-        self.sock = sock
-        self.monitor = monitor
-        self.facts = facts
-        self.runner = runner
         self.clock = clock
-        self._rng = rng or random.SystemRandom()
-        self.codec = AdvertCodec(
-            vhid=config.vhid,
-            password=config.password,
-            vip=config.addr,
-            srcip=config.srcip,
-            group=config.mcast,
-            nomcast=config.nomcast,
-        )
-        self.machine = CarpMachine(
-            Params(
-                advbase=config.advbase,
-                advskew=config.advskew,
-                deadratio=config.deadratio,
-                preempt=config.preempt,
-                neutral=config.neutral,
-                srcip=config.srcip,
-            ),
-            random64=lambda: self._rng.getrandbits(64),
-        )
-        self.stats = Statistics()
-        self.replay = ReplayGuard()
-        self.statefile = StateFile.for_config(config)
+        self.graceful_exit = graceful_exit
+        self.hup_reloads = hup_reloads
+        self.prefix_logs = prefix_logs
+        self._random_bits = _system_random_bits if rng is None else rng.getrandbits
+        self.monitor = LinkMonitor()
+        self.ports: dict[tuple[str, IPv4Address, bool], Port] = {}
+        self.instances: dict[str, InstanceRuntime] = {}
+        self._retiring: list[InstanceRuntime] = []
+        self._heap: list[tuple[float, int, InstanceRuntime]] = []
+        self._scheduled: dict[InstanceRuntime, float] = {}
+        self._seq = 0
         self._signals: list[int] = []
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector = selectors.DefaultSelector()
+        # Both made in run(): -B closes every descriptor not in filenos() before that.
+        self._selector: selectors.BaseSelector | None = None
+        self._wake: tuple[int, int] | None = None
         self._exit_code: int | None = None
-        self._state_refresh_at = 0.0
-        self._vip_restore_after = 0.0
         self._exit_signal: int | None = None
+        self._reloader: Callable[[EventLoop], None] | None = None
+
+    # ------------------------------------------------------------------ instances
+
+    def filenos(self) -> list[int]:
+        """Every descriptor that must survive daemonizing."""
+        fds = [self.monitor.fileno()]
+        for port in self.ports.values():
+            if port.sock is not None:
+                fds += port.sock.filenos()
+        return fds
+
+    def instance_log(self, config: Config) -> InstanceLog:
+        """The log an instance writes to: its lines named when there are several."""
+        prefix = f"[{config.interface}-{config.vhid}] " if self.prefix_logs else ""
+        return InstanceLog(self.log, prefix)
+
+    def add(self, config: Config, facts: InterfaceFacts, *, start: bool = False,
+            script_env: Mapping[str, str] | None = None) -> InstanceRuntime:
+        """Open (or share) the instance's socket and make it part of the loop.
+
+        Raises UcarpError when its socket cannot be opened or its interface and vhid are
+        taken; nothing is left half-added then.
+        """
+        key = (config.device, config.mcast, config.nomcast)
+        port = self.ports.get(key)
+        if port is not None and config.vhid in port.by_vhid:
+            raise ConfigError(
+                f"vhid {config.vhid} on [{config.device}] is already run by "
+                f"{port.by_vhid[config.vhid].name}"
+            )
+        new_port = port is None
+        if port is None:
+            port = Port(config.device, config.mcast, config.nomcast, config.srcip, facts)
+        runtime = InstanceRuntime(
+            config,
+            self.instance_log(config),
+            mac=port.facts.mac,
+            transmit=self._transmitter(port, config),
+            random_bits=self._random_bits,
+            script_env=script_env,
+        )
+        port.by_vhid[config.vhid] = runtime
+        try:
+            if new_port:
+                port.sock = port.open()
+            else:
+                port.refilter()
+        except (UcarpError, OSError):
+            del port.by_vhid[config.vhid]
+            raise
+        if new_port:
+            self.ports[key] = port
+            self._register_port(port)
+        self.instances[runtime.name] = runtime
+        if start:
+            self._start(runtime, self.clock())
+        return runtime
+
+    def remove(self, runtime: InstanceRuntime) -> None:
+        """The instance leaves (downscript, leave advert) and is closed once its scripts ran."""
+        now = self.clock()
+        self._guarded(runtime, runtime.shutdown, now)
+        self.instances.pop(runtime.name, None)
+        # Its state file is gone at once; a successor with the same name writes its own.
+        runtime.retire()
+        if runtime.statefile.path not in {rt.statefile.path for rt in self.instances.values()}:
+            self._guarded(runtime, runtime.statefile.remove)
+        for port in list(self.ports.values()):
+            if port.by_vhid.get(runtime.config.vhid) is runtime:
+                # It keeps its transmit path until it is closed: the leave advert may
+                # still have to wait for the downscript.
+                del port.by_vhid[runtime.config.vhid]
+                if port.by_vhid:
+                    port.refilter()
+        self._retiring.append(runtime)
+        self._schedule(runtime)
+
+    def set_reloader(self, reloader: Callable[[EventLoop], None]) -> None:
+        """What SIGHUP runs (``pyucarp run``)."""
+        self._reloader = reloader
+
+    def _transmitter(self, port: Port, config: Config) -> Callable[[bytes, float], bool]:
+        log_key = f"send-{config.interface}-{config.vhid}"
+
+        def transmit(frame: bytes, now: float) -> bool:
+            sock = port.sock
+            if sock is None:
+                return False
+            try:
+                sock.send(frame)
+            except OSError as exc:
+                reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+                self.log.limited(log_key, Level.WARNING, f"write() has failed: {reason}", now)
+                return False
+            return True
+
+        return transmit
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def exit_signal(self) -> int | None:
+        """The signal that ended a loop without graceful exit: re-raised after cleanup."""
+        return self._exit_signal
+
     def run(self) -> int:
-        """Run until a signal ends the daemon; returns the exit status."""
+        """Run until a signal ends the process; returns the exit status."""
+        self._selector = selectors.DefaultSelector()
+        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._install_signals()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "signal")
-        self._selector.register(self.sock.fileno(), selectors.EVENT_READ, "carp")
-        if self.monitor is not None:
-            self._selector.register(self.monitor.fileno(), selectors.EVENT_READ, "link")
+        self._selector.register(self._wake[0], selectors.EVENT_READ, None)
+        self._selector.register(self.monitor.fileno(), selectors.EVENT_READ, self.monitor)
+        for port in self.ports.values():
+            self._register_port(port)
         now = self.clock()
-        if not self.config.ignoreifstate and not self.facts.running:
-            self.machine.link_up = False
-        self._apply(now, self.machine.start(now))
-        self._read_maintenance(now)
-        self._write_state(now)
+        for runtime in list(self.instances.values()):
+            self._start(runtime, now)
+        quiet_gc()
         try:
             while self._exit_code is None:
                 self._step()
@@ -160,181 +276,213 @@ class Daemon:
             self._finish()
         return self._exit_code
 
-    @property
-    def exit_signal(self) -> int | None:
-        """The signal that ended a daemon without -z: the caller re-raises it after cleanup."""
-        return self._exit_signal
+    def _start(self, runtime: InstanceRuntime, now: float) -> None:
+        port = self._port_of(runtime)
+        link_up = port.facts.running if port is not None else False
+        self._guarded(runtime, runtime.start, now, link_up=link_up)
+        self._schedule(runtime)
+
+    def _register_port(self, port: Port) -> None:
+        if port.sock is not None and self._selector is not None:
+            self._selector.register(port.sock.fileno(), selectors.EVENT_READ, port)
 
     def _step(self) -> None:
-        timeout = self._timeout(self.clock())
-        script_fd = self.runner.fileno()
-        if script_fd is not None:
-            self._selector.register(script_fd, selectors.EVENT_READ, "script")
-        try:
-            events = self._selector.select(timeout)
-        finally:
-            if script_fd is not None:
-                self._selector.unregister(script_fd)
+        now = self.clock()
+        assert self._selector is not None
+        events = self._selector.select(self._timeout(now))
         now = self.clock()
         for key, _mask in events:
-            if key.data == "carp":
-                self._read_frames(now)
-            elif key.data == "link":
+            data = key.data
+            if isinstance(data, Port):
+                self._read_port(data, now)
+            elif data is self.monitor:
                 self._read_link(now)
-            elif key.data == "signal":
+            else:
                 self._drain_wakeups()
         self._handle_signals(now)
         if self._exit_code is not None:
             return
-        self._reap_scripts(now)
-        self._apply(now, self.machine.handle_timer(now))
+        self._run_due(now)
         self.log.flush(now)
-        if now >= self._state_refresh_at:
-            self._write_state(now)
 
     def _timeout(self, now: float) -> float | None:
-        deadlines = [
-            d
-            for d in (
-                self.machine.next_wakeup(),
-                self.runner.next_deadline(),
-                self.log.next_deadline(),
-                self._state_refresh_at,
-            )
-            if d is not None
-        ]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
+        heap = self._heap
+        while heap and self._scheduled.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # superseded by a later schedule
+        due = heap[0][0] if heap else None
+        flush = self.log.next_deadline()
+        if flush is not None and (due is None or flush < due):
+            due = flush
+        return None if due is None else max(0.0, due - now)
+
+    def _schedule(self, runtime: InstanceRuntime) -> None:
+        try:
+            due = runtime.next_deadline()
+        except Exception as exc:  # noqa: BLE001 - one instance must never stop the loop
+            self._failed(runtime, exc)
+            return
+        if self._scheduled.get(runtime) == due:
+            return
+        self._scheduled[runtime] = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, runtime))
+
+    def _run_due(self, now: float) -> None:
+        heap = self._heap
+        due: list[InstanceRuntime] = []
+        while heap and heap[0][0] <= now:
+            when, _seq, runtime = heapq.heappop(heap)
+            if self._scheduled.get(runtime) == when:
+                del self._scheduled[runtime]
+                due.append(runtime)
+        for runtime in due:
+            self._guarded(runtime, runtime.service, now)
+            self._settle(runtime)
+
+    def _settle(self, runtime: InstanceRuntime) -> None:
+        """Re-arm an instance after it ran; close a retiring one whose scripts are done."""
+        if runtime in self._retiring and not runtime.scripts_busy() and \
+                runtime.runner.next_deadline() is None:
+            self._close_retired(runtime)
+            return
+        self._schedule(runtime)
+
+    def _close_retired(self, runtime: InstanceRuntime) -> None:
+        self._retiring.remove(runtime)
+        self._scheduled.pop(runtime, None)
+        for key, port in list(self.ports.items()):
+            if not port.by_vhid and not any(
+                self._port_of(rt) is port for rt in self._retiring
+            ):
+                self._close_port(key, port)
+
+    def _close_port(self, key: tuple[str, IPv4Address, bool], port: Port) -> None:
+        del self.ports[key]
+        if port.sock is not None:
+            self._unregister(port.sock)
+            port.sock.close()
+            port.sock = None
+
+    def _unregister(self, sock: CarpSocket) -> None:
+        if self._selector is not None:
+            try:
+                self._selector.unregister(sock.fileno())
+            except (KeyError, ValueError):
+                pass
+
+    def _port_of(self, runtime: InstanceRuntime) -> Port | None:
+        c = runtime.config
+        return self.ports.get((c.device, c.mcast, c.nomcast))
+
+    def _guarded(self, runtime: InstanceRuntime, fn: Callable[..., None], *args: object,
+                 **kwargs: object) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one instance must never stop the others
+            self._failed(runtime, exc)
+
+    def _failed(self, runtime: InstanceRuntime, exc: Exception) -> None:
+        self.log.limited(
+            f"internal-{runtime.name}",
+            Level.ERROR,
+            f"[{runtime.name}] internal error: {type(exc).__name__}: {exc}",
+            self.clock(),
+        )
+
+    def _all(self) -> list[InstanceRuntime]:
+        return [*self.instances.values(), *self._retiring]
 
     # ------------------------------------------------------------------ inputs
 
-    def _read_frames(self, now: float) -> None:
+    def _read_port(self, port: Port, now: float) -> None:
+        sock = port.sock
+        if sock is None:
+            return
         try:
-            frames = self.sock.recv_frames()
+            frames = sock.recv_frames()
         except OSError as exc:
-            self.log.limited("recv", Level.ERROR, f"Receive error: {exc.strerror}", now)
+            self.log.limited(f"recv-{port.device}", Level.ERROR,
+                             f"Receive error: {exc.strerror}", now)
             return
+        by_vhid = port.by_vhid
+        if not by_vhid:
+            return
+        fallback = next(iter(by_vhid.values()))
         for frame in frames:
-            result = self.codec.decode(frame)
-            if isinstance(result, Advert):
-                if self.replay.seen(result.src, result.counter):
-                    self._dropped(
-                        now,
-                        Dropped(
-                            DropReason.REPLAY,
-                            f"Replayed advertisement from [{result.src}] ignored"
-                            f" (counter {result.counter:016x} seen before)",
-                        ),
-                    )
-                    continue
-                self.stats.adverts_received += 1
-                master = self.machine.master
-                self._apply(now, self.machine.advert_received(now, result))
-                if self.machine.master != master:  # a new master is news for status
-                    self._write_state(now)
-            else:
-                self._dropped(now, result)
-
-    def _dropped(self, now: float, dropped: Dropped) -> None:
-        if dropped.reason is DropReason.OWN:
-            return
-        self.stats.dropped[dropped.reason.name.lower()] += 1
-        level = Level.WARNING if dropped.reason in _WARNED_DROPS else Level.DEBUG
-        self.log.limited(dropped.reason.name, level, dropped.message, now)
+            vhid = _vhid_of(frame)
+            # A frame no instance claims goes to one of them, whose checks say what it is.
+            runtime = by_vhid.get(vhid, fallback) if vhid is not None else fallback
+            self._guarded(runtime, runtime.receive, frame, now)
+            self._schedule(runtime)
 
     def _read_link(self, now: float) -> None:
-        assert self.monitor is not None
-        device = self.config.device
         for event in self.monitor.read_events():
             if isinstance(event, LinkEvent):
-                if event.name != device and event.index != self.facts.index:
-                    continue
-                if event.deleted:
-                    self.log.error(f"Interface [{device}] has disappeared")
-                    self._set_link(now, False)
-                    continue
-                if event.index != self.facts.index:
-                    self._interface_recreated(now)
-                    continue
-                self._set_link(now, event.running)
+                for port in list(self.ports.values()):
+                    if event.name == port.device or event.index == port.facts.index:
+                        self._link_event(port, event, now)
             elif isinstance(event, AddressEvent):
-                self._address_event(now, event)
+                for port in self.ports.values():
+                    if event.index == port.facts.index:
+                        for runtime in port.runtimes():
+                            self._guarded(runtime, runtime.address_event, now, event)
+                            self._schedule(runtime)
             else:  # netlink overrun: re-read the facts
-                self._refresh_facts(now)
+                for port in list(self.ports.values()):
+                    self._refresh_facts(port, now)
 
-    def _address_event(self, now: float, event: AddressEvent) -> None:
-        if event.index != self.facts.index or event.address.ip != self.config.addr:
-            return
-        if not event.deleted or self.machine.state is not State.MASTER:
-            return
-        if self.runner.running() or self.runner.pending():
-            return  # a script is at work on the address (an upscript may del and re-add it)
-        if now < self._vip_restore_after:
-            self.log.limited(
-                "vip-removed",
-                Level.WARNING,
-                f"Virtual address [{self.config.addr_text}] removed again from "
-                f"[{self.config.device}]: not rerunning the upscript so soon",
-                now,
-            )
-            return
-        self._vip_restore_after = now + VIP_RESTORE_HOLDOFF
-        self.log.warning(
-            f"Virtual address [{self.config.addr_text}] was removed from "
-            f"[{self.config.device}] while MASTER: running the upscript again"
-        )
-        self._apply(now, [RunScript("up")])
+    def _link_event(self, port: Port, event: LinkEvent, now: float) -> None:
+        if event.deleted:
+            self.log.error(f"Interface [{port.device}] has disappeared")
+            self._set_link(port, now, False)
+        elif event.index != port.facts.index:
+            self._interface_recreated(port, now)
+        else:
+            self._set_link(port, now, event.running)
 
-    def _set_link(self, now: float, up: bool) -> None:
-        if self.config.ignoreifstate:
-            return
-        self._apply(now, self.machine.set_link(now, up))
+    def _set_link(self, port: Port, now: float, up: bool) -> None:
+        for runtime in port.runtimes():
+            self._guarded(runtime, runtime.set_link, now, up)
+            self._schedule(runtime)
 
-    def _interface_recreated(self, now: float) -> None:
-        self.log.warning(f"Interface [{self.config.device}] is back: reopening it")
+    def _interface_recreated(self, port: Port, now: float) -> None:
+        self.log.warning(f"Interface [{port.device}] is back: reopening it")
         try:
-            facts = interface_facts(self.config.device)
-            sock = open_carp_socket(self.config)
+            facts = interface_facts(port.device)
+            sock = port.open()
         except UcarpError as exc:  # gone again already: wait for the next event
             self.log.error(str(exc))
-            self._set_link(now, False)
+            self._set_link(port, now, False)
             return
-        self._selector.unregister(self.sock.fileno())
-        self.sock.close()
-        self.facts, self.sock = facts, sock
-        self._selector.register(self.sock.fileno(), selectors.EVENT_READ, "carp")
-        self._set_link(now, self.facts.running)
+        if port.sock is not None:
+            self._unregister(port.sock)
+            port.sock.close()
+        port.facts, port.sock = facts, sock
+        self._register_port(port)
+        for runtime in port.runtimes():
+            runtime.set_mac(facts.mac)
+        self._set_link(port, now, facts.running)
 
-    def _refresh_facts(self, now: float) -> None:
+    def _refresh_facts(self, port: Port, now: float) -> None:
         try:
-            facts = interface_facts(self.config.device)
+            facts = interface_facts(port.device)
         except UcarpError as exc:  # the interface is gone: same as a deletion
-            self.log.error(f"Interface [{self.config.device}]: {exc}")
-            self._set_link(now, False)
+            self.log.error(f"Interface [{port.device}]: {exc}")
+            self._set_link(port, now, False)
             return
-        if facts.index != self.facts.index:
-            self._interface_recreated(now)
+        if facts.index != port.facts.index:
+            self._interface_recreated(port, now)
         else:
-            self.facts = facts
-            self._set_link(now, facts.running)
-
-    def _reap_scripts(self, now: float) -> None:
-        self._script_results(now, self.runner.handle(now))
-
-    def _script_results(self, now: float, results: list[ScriptResult]) -> None:
-        for result in results:
-            self.stats.last_script = result
-            kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
-            self._apply(now, self.machine.script_finished(kind, result.returncode == 0))
-            self._write_state(now)
+            port.facts = facts
+            self._set_link(port, now, facts.running)
 
     # ------------------------------------------------------------------ signals
 
     def _install_signals(self) -> None:
-        os.set_blocking(self._wake_w, False)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        handled = [signal.SIGUSR1, signal.SIGUSR2, CONTROL_SIGNAL, *EXIT_SIGNALS]
+        assert self._wake is not None
+        signal.set_wakeup_fd(self._wake[1], warn_on_full_buffer=False)
+        handled = [signal.SIGUSR1, signal.SIGUSR2, CONTROL_SIGNAL, signal.SIGCHLD,
+                   *EXIT_SIGNALS]
         for signum in handled:
             signal.signal(signum, self._on_signal)
 
@@ -343,8 +491,9 @@ class Daemon:
         self._signals.append(signum)
 
     def _drain_wakeups(self) -> None:
+        assert self._wake is not None
         try:
-            while os.read(self._wake_r, 512):
+            while os.read(self._wake[0], 512):
                 pass
         except BlockingIOError:
             pass
@@ -352,148 +501,97 @@ class Daemon:
     def _handle_signals(self, now: float) -> None:
         while self._signals:
             signum = self._signals.pop(0)
-            if signum == signal.SIGUSR1:
-                self.log.info(
-                    f"{'BACKUP' if self.machine.state is State.BACKUP else 'MASTER'}"
-                    f" on {self.config.interface} id {self.config.vhid}"
-                )
+            if signum == signal.SIGCHLD:
+                self._reap_all(now)
+            elif signum == signal.SIGUSR1:
+                self._each(lambda rt: rt.report())
             elif signum == signal.SIGUSR2:
-                self._apply(now, self.machine.demote(now))
+                self._each(lambda rt: rt.demote(now))
             elif signum == CONTROL_SIGNAL:
-                self._read_maintenance(now)
+                self._each(lambda rt: rt.read_maintenance(now))
+            elif signum == signal.SIGHUP and self.hup_reloads:
+                self.reload()
             elif signum in EXIT_SIGNALS:
-                if self.config.shutdown:
-                    self._apply(now, self.machine.shutdown(now))
+                if self.graceful_exit:
                     self._exit_code = 0
                 else:
                     self._exit_code = 128 + signum
                     self._exit_signal = signum
                 return
 
-    # ------------------------------------------------------------------ actions
+    def _each(self, action: Callable[[InstanceRuntime], None]) -> None:
+        for runtime in list(self.instances.values()):
+            self._guarded(runtime, action, runtime)
+            self._schedule(runtime)
 
-    def _apply(self, now: float, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, SendAdvert):
-                self._send_advert(now, action)
-            elif isinstance(action, SendGratuitousArp):
-                self._send(gratuitous_arp(self.facts.mac, self.config.addr), now)
-            elif isinstance(action, RunScript):
-                self._run_script(now, action)
-            elif isinstance(action, StateChanged):
-                self._write_state(now)
-            elif isinstance(action, Log):
-                self.log.log(_SEVERITY_LEVEL[action.severity], action.message)
+    def _reap_all(self, now: float) -> None:
+        for runtime in self._all():
+            if runtime.runner.running():
+                self._guarded(runtime, runtime.reap_scripts, now)
+                self._settle(runtime)
 
-    def _send_advert(self, now: float, action: SendAdvert) -> None:
-        frame = self.codec.encode(
-            advbase=action.advbase,
-            advskew=action.advskew,
-            counter=action.counter,
-            ip_id=self._rng.getrandbits(16),
-        )
-        ok = self._send(frame, now)
-        if ok:
-            self.stats.adverts_sent += 1
-        else:
-            self.stats.send_errors += 1
-        self._apply(now, self.machine.advert_sent(ok))
-
-    def _send(self, frame: bytes, now: float) -> bool:
-        try:
-            self.sock.send(frame)
-        except OSError as exc:
-            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
-            self.log.limited("send", Level.WARNING, f"write() has failed: {reason}", now)
-            return False
-        return True
-
-    def _run_script(self, now: float, action: RunScript) -> None:
-        script = self.config.upscript if action.kind == "up" else self.config.downscript
-        if not script:
-            # Nothing to run is a script that finished at once (a leave advert may wait).
-            self._apply(now, self.machine.script_finished(action.kind, True))
+    def reload(self) -> None:
+        """SIGHUP in ``pyucarp run``: re-read the configuration (see cli)."""
+        if self._reloader is None:
             return
-        argv = [script, self.config.interface, self.config.addr_text]
-        if self.config.xparam is not None:
-            argv.append(self.config.xparam)
-        self.runner.submit(action.kind, argv, now)
-
-    def _read_maintenance(self, now: float) -> None:
-        wanted = self.statefile.maintenance_requested()
-        self._apply(now, self.machine.set_maintenance(now, wanted))
-        self._write_state(now)
-
-    def _write_state(self, now: float) -> None:
-        """Write the state file if anything in it changed (and re-arm the refresh)."""
-        # Rewritten at least every refresh period: "updated" is the daemon's heartbeat.
-        self._state_refresh_at = now + STATE_REFRESH_SECONDS
         try:
-            self.statefile.write(self.snapshot(now))
-        except OSError as exc:
-            self.log.limited("statefile", Level.ERROR, f"State file: {exc}", now)
-
-    def snapshot(self, now: float) -> dict[str, object]:
-        """Everything an admin wants to know about this instance, JSON-ready."""
-        m = self.machine
-        master = m.master
-        last = self.stats.last_script
-        return {
-            "pid": os.getpid(),
-            "interface": self.config.interface,
-            "vhid": self.config.vhid,
-            "vip": self.config.addr_text,
-            "srcip": str(self.config.srcip),
-            "advbase": self.config.advbase,
-            "advskew": m.advskew,
-            "state": m.state.value,
-            "since": round(time.time() - (now - m.since), 3),
-            "updated": round(time.time(), 3),
-            "transitions": m.transitions,
-            "master": None
-            if master is None
-            else {
-                "address": str(master.address),
-                "advbase": master.advbase,
-                "advskew": master.advskew,
-            },
-            "maintenance": m.maintenance,
-            "link_up": m.link_up,
-            "adverts_sent": self.stats.adverts_sent,
-            "adverts_received": self.stats.adverts_received,
-            "send_errors": self.stats.send_errors,
-            "dropped": dict(self.stats.dropped),
-            "replay_window": len(self.replay),
-            "last_script": None
-            if last is None
-            else {
-                "kind": last.kind,
-                "argv": list(last.argv),
-                "returncode": last.returncode,
-                "signal": last.signal,
-                "duration": round(last.duration, 3),
-                "timed_out": last.timed_out,
-                "error": last.error,
-            },
-        }
+            self._reloader(self)
+        except Exception as exc:  # noqa: BLE001 - a reload must never end the daemon
+            self.log.error(f"Reload failed, nothing changed: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ exit
 
     def _finish(self) -> None:
-        if self._exit_code == 0 and self.config.shutdown:
-            # -z: the downscript must have run before we go (ucarp runs it inline); its
-            # end releases the leave advert, so the socket is still open here.
-            results = self.runner.drain(time.monotonic() + SCRIPT_DRAIN_SECONDS)
-            self._script_results(self.clock(), results)
+        if self._exit_code == 0 and self.graceful_exit:
+            self._leave_all()
         self.log.flush(self.clock())
         signal.set_wakeup_fd(-1)
-        # Each release is independent: one failing must not leave the state file behind.
-        releases: list[Callable[[], None]] = [self.sock.close, self.statefile.remove]
-        if self.monitor is not None:
-            releases.append(self.monitor.close)
-        releases += [lambda: os.close(self._wake_r), lambda: os.close(self._wake_w)]
+        # Each release is independent: one failing must not leave a state file behind.
+        releases: list[Callable[[], None]] = []
+        for runtime in self._all():
+            releases.append(runtime.statefile.remove)
+        for port in self.ports.values():
+            if port.sock is not None:
+                releases.append(port.sock.close)
+        releases.append(self.monitor.close)
+        if self._selector is not None:
+            releases.append(self._selector.close)
+        if self._wake is not None:
+            releases += [lambda fd=fd: os.close(fd) for fd in self._wake]  # type: ignore[misc]
         for release in releases:
             try:
                 release()
             except OSError as exc:
                 self.log.error(f"While exiting: {exc}")
+
+    def _leave_all(self) -> None:
+        """Every instance leaves as with -z: downscripts run (bounded), leave adverts go."""
+        now = self.clock()
+        for runtime in list(self.instances.values()):
+            self._guarded(runtime, runtime.shutdown, now)
+        self._retiring.extend(self.instances.values())
+        self.instances.clear()
+        deadline = now + SCRIPT_DRAIN_SECONDS
+        assert self._selector is not None
+        while True:
+            now = self.clock()
+            busy = [rt for rt in self._retiring
+                    if rt.scripts_busy() or rt.runner.next_deadline() is not None]
+            if not busy or now >= deadline:
+                break
+            wake = deadline
+            for runtime in busy:
+                due = runtime.runner.next_deadline()
+                if due is not None and due < wake:
+                    wake = due
+            self._selector.select(max(0.0, min(wake - now, 0.5)))
+            self._drain_wakeups()
+            self._signals.clear()  # further exit signals change nothing now
+            for runtime in busy:
+                self._guarded(runtime, runtime.reap_scripts, self.clock())
+        for runtime in self._retiring:
+            if runtime.scripts_busy():
+                # Past the deadline: the runner kills what still runs.
+                results = runtime.runner.drain(time.monotonic())
+                self._guarded(runtime, runtime.finish_scripts, results, self.clock())
+

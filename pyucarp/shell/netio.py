@@ -6,7 +6,7 @@ they arrive.  A classic BPF program attached to the socket lets only IPv4
 frames carrying IP protocol 112 through, so the daemon wakes for CARP and
 nothing else.  Frames are sent whole, Ethernet header included, so the source
 MAC ``00:00:5e:00:00:<vhid>`` and every other header byte are exactly those the
-caller built (reference §2).
+caller built (docs/compat.md §2).
 
 Everything here is non-blocking: the daemon's event loop polls ``fileno()``
 and calls :meth:`CarpSocket.recv_frames` when it is readable.
@@ -18,6 +18,7 @@ import array
 import errno
 import socket
 import struct
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 from types import TracebackType
 
@@ -70,22 +71,36 @@ CARP_FILTER: bytes = b"".join(
 accept IPv4 frames whose IP protocol is 112, drop everything else."""
 
 
-def carp_filter(vhid: int) -> bytes:
-    """A BPF program that also keeps only our vhid (the CARP header's second byte).
+def carp_filter(vhids: int | Iterable[int]) -> bytes:
+    """A BPF program that also keeps only our vhids (the CARP header's second byte).
 
-    With one daemon per virtual host on a segment, each daemon would otherwise wake up
-    and authenticate every other host's adverts: at 50 vhids that is 50 wake-ups a
-    second per daemon instead of one. ucarp ignores other vhids too (after reading them).
+    With one socket per interface, the daemon would otherwise wake up and authenticate
+    every other host's adverts: at 50 vhids that is 50 wake-ups a second instead of
+    one. ucarp ignores other vhids too (after reading them). One comparison per vhid:
+    at most 255 of them, so every jump fits the 8-bit offsets of classic BPF.
     """
+    wanted = sorted({v & 0xFF for v in ((vhids,) if isinstance(vhids, int) else vhids)})
+    if not wanted:
+        raise ValueError("carp_filter needs at least one vhid")
+    n = len(wanted)
+    # Each early "drop" sits right after its test, so every jump stays short.
+    compares = [
+        # A match jumps over the remaining comparisons to "accept"; the last
+        # mismatch falls one further, to "drop".
+        _insn(_BPF_JEQ_K, n - 1 - i, 1 if i == n - 1 else 0, vhid)
+        for i, vhid in enumerate(wanted)
+    ]
     return b"".join(
         (
             _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
-            _insn(_BPF_JEQ_K, 0, 6, _ETH_P_IP),  # not IPv4 -> drop
+            _insn(_BPF_JEQ_K, 1, 0, _ETH_P_IP),  # IPv4 -> go on
+            _insn(_BPF_RET_K, 0, 0, 0),  # drop
             _insn(_BPF_LD_B_ABS, 0, 0, 14 + 9),  # A = IP protocol
-            _insn(_BPF_JEQ_K, 0, 4, IPPROTO_CARP),  # not CARP -> drop
+            _insn(_BPF_JEQ_K, 1, 0, IPPROTO_CARP),  # CARP -> go on
+            _insn(_BPF_RET_K, 0, 0, 0),  # drop
             _insn(_BPF_LDX_B_MSH, 0, 0, 14),  # X = IP header length (4 * IHL)
             _insn(_BPF_LD_B_IND, 0, 0, 14 + 1),  # A = CARP vhid, just after the IP header
-            _insn(_BPF_JEQ_K, 0, 1, vhid & 0xFF),  # other vhid -> drop
+            *compares,  # one of ours -> accept, else drop
             _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
             _insn(_BPF_RET_K, 0, 0, 0),  # drop
         )
@@ -135,7 +150,7 @@ class CarpSocket:
         srcip: IPv4Address,
         group: IPv4Address,
         nomcast: bool,
-        vhid: int | None = None,
+        vhid: int | Iterable[int] | None = None,
     ) -> None:
         self.device = device
         self.srcip = srcip
@@ -212,6 +227,15 @@ class CarpSocket:
                 f"Can't join multicast group {group} on [{self.device}]: "
                 + "; ".join(errors)
             )
+
+    def set_vhids(self, vhids: Iterable[int]) -> None:
+        """Filter on another set of vhids (the kernel swaps the program atomically)."""
+        try:
+            _attach_filter(self._sock, carp_filter(vhids))
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"Unable to set up the CARP socket on [{self.device}]: {_why(exc)}"
+            ) from None
 
     def fileno(self) -> int:
         """The descriptor to watch for readability."""

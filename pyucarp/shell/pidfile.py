@@ -4,22 +4,41 @@ from __future__ import annotations
 
 import os
 
-from pyucarp.shell.atomic import atomic_write
 from pyucarp.errors import ConfigError
+from pyucarp.shell.atomic import atomic_write
 
 
-def _alive(pid: int) -> bool:
-    """True if ``pid`` is a live ucarp or pyucarp process (not a zombie, not a reused pid)."""
+def _exists(pid: int) -> bool:
+    """The kernel's word: a process (maybe a zombie) has this pid."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by someone else
+    return True
+
+
+def daemon_alive(pid: int, proc: str = "/proc") -> bool:
+    """Whether ``pid`` is a running ucarp or pyucarp process (not a zombie, not a reused pid).
+
+    The kernel says whether the pid exists; procfs (at ``proc``) whether it is a zombie and
+    whether it is a ucarp at all: after a crash the pid may have been reused by any
+    program. When procfs cannot tell (not mounted, or hiding other users' processes), the
+    pid's existence decides: a daemon that may be running is never taken for a dead one.
+    The pid file and ``pyucarp status`` both judge pids with this function.
+    """
+    if pid <= 0 or not _exists(pid):
+        return False  # pid 0 or below would address a process group, not one process
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as handle:
             stat = handle.read()
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        with open(f"{proc}/{pid}/cmdline", "rb") as handle:
             cmdline = handle.read()
     except OSError:
-        return False
+        return _exists(pid)  # no answer from procfs; gone by now if it just ended
     # The state letter follows the parenthesised command name, which may contain spaces.
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-    if state in (b"Z", b"X"):
+    if stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"]):
         return False
     return b"ucarp" in cmdline
 
@@ -44,7 +63,7 @@ class PidFile:
         if not os.path.exists(self.path):
             return False
         pid = self.read()
-        if pid is not None and pid != os.getpid() and _alive(pid):
+        if pid is not None and pid != os.getpid() and daemon_alive(pid):
             raise ConfigError(f"Already running with pid {pid} (pid file [{self.path}])")
         # Stale (its daemon died without cleaning up): remove it now, so that a start
         # failing later does not leave it behind either.

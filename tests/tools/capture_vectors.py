@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS_DIR))
+sys.path.insert(0, str(TESTS_DIR.parent))  # this work tree's pyucarp, installed or not
 
-import netlab  # noqa: E402
+from pyucarp.lab import netlab  # noqa: E402
 
 UCARP = "/usr/sbin/ucarp"
 DEFAULT_OUT = TESTS_DIR / "vectors" / "cucarp.json"
@@ -64,7 +64,9 @@ VECTORS = [
 ]
 
 
-def ucarp_argv(v: Vector, srcip: str, vip: str, extra: list[str] | None = None) -> list[str | bytes]:
+def ucarp_argv(
+    v: Vector, srcip: str, vip: str, extra: list[str] | None = None
+) -> list[str | bytes]:
     """The C ucarp command line for ``v`` (scripts are /bin/true)."""
     argv: list[str | bytes] = [
         UCARP, "-i", "eth0", "-s", srcip, "-v", str(v.vhid), "-p", v.password, "-a", vip,
@@ -82,7 +84,8 @@ def shown_argv(argv: list[str | bytes]) -> list[str]:
     out = []
     for i, a in enumerate(argv):
         prev = argv[i - 1] if i else ""
-        out.append("<password>" if prev == "-p" else (a if isinstance(a, str) else a.decode("latin-1")))
+        word = a if isinstance(a, str) else a.decode("latin-1")
+        out.append("<password>" if prev == "-p" else word)
     return out
 
 
@@ -123,7 +126,7 @@ def decode_advert(frame: bytes) -> dict[str, Any]:
 
 
 def expected_hmac(password: bytes, vhid: int, vip: str, counter: bytes) -> str:
-    """HMAC-SHA1(password, 0x02 0x01 vhid VIP counter): what the reference says ucarp signs."""
+    """HMAC-SHA1(password, 0x02 0x01 vhid VIP counter): what docs/compat.md §2 says ucarp signs."""
     msg = bytes([2, 1, vhid]) + ipaddress.IPv4Address(vip).packed + counter
     return hmac.new(password, msg, hashlib.sha1).hexdigest()
 
@@ -139,7 +142,9 @@ def decode_arp(frame: bytes) -> dict[str, Any]:
     }
 
 
-def frame_entries(records: list[netlab.CapturedFrame], t0: float, names: dict[str, str]) -> list[dict[str, Any]]:
+def frame_entries(
+    records: list[netlab.CapturedFrame], t0: float, names: dict[str, str]
+) -> list[dict[str, Any]]:
     """JSON entries for captured frames: time since t0, kind, sender host, hex."""
     out = []
     for r in records:
@@ -163,7 +168,8 @@ def capture_single(lab: netlab.Lab, index: int, v: Vector, results: list[dict[st
     host.unplug()  # alone on its wire: carrier stays up, nobody hears it
     vip = f"192.0.2.{100 + index}"
     argv = ucarp_argv(v, host.ip, vip)
-    timeout = 3 * v.advbase + v.advskew / 256 + (ADVERTS_WANTED + 2) * (v.advbase + v.advskew / 256) + 3
+    interval = v.advbase + v.advskew / 256
+    timeout = 3 * v.advbase + v.advskew / 256 + (ADVERTS_WANTED + 2) * interval + 3
 
     def enough(frames: list[tuple[float, bytes]]) -> bool:
         kinds = [kind_of(f) for _, f in frames]
@@ -212,7 +218,8 @@ def capture_pair(lab: netlab.Lab) -> dict[str, Any]:
 
     with lab.capture_bridge(kinds=("carp", "arp"), max_seconds=60) as cap:
         t0 = time.monotonic()
-        pa = a.popen(ucarp_argv(va, a.ip, vip), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pa = a.popen(ucarp_argv(va, a.ip, vip), stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
         cap.wait_for(lambda fr: adverts_from(fr, a.ip) >= 3, 10)
         events["b_started"] = time.monotonic() - t0
         pb = b.popen(ucarp_argv(vb, b.ip, vip, ["-P"]), stdout=subprocess.DEVNULL,
@@ -255,7 +262,7 @@ def counters(frames: list[dict[str, Any]], sender: str | None = None) -> list[in
 
 def plus_one_steps(values: list[int]) -> tuple[int, int]:
     """(number of consecutive pairs, how many of them were exactly +1)."""
-    pairs = list(zip(values, values[1:]))
+    pairs = list(zip(values, values[1:], strict=False))
     return len(pairs), sum(1 for x, y in pairs if y == (x + 1) % 2**64)
 
 
@@ -292,9 +299,14 @@ def analyse(vectors: list[dict[str, Any]], pair: dict[str, Any]) -> list[str]:
         + ("the counter is a fresh random 64-bit value in every advert." if plus_total == 0
            else "so counters are NOT always random while alone.")
     )
-    notes.append(f"HMAC-SHA1(password, 02 01 vhid VIP counter) matches every captured advert: {hmac_ok}.")
+    notes.append(
+        f"HMAC-SHA1(password, 02 01 vhid VIP counter) matches every captured advert: {hmac_ok}."
+    )
     notes.append(f"IP header and CARP checksums valid in every advert: {checks_ok}.")
-    notes.append(f"IP IDs seen in adverts (random per packet?): {len(set(ip_ids))} distinct of {len(ip_ids)}.")
+    notes.append(
+        f"IP IDs seen in adverts (random per packet?): {len(set(ip_ids))} distinct of "
+        f"{len(ip_ids)}."
+    )
     notes.append(f"Frame lengths seen (kind, bytes): {sorted(lengths)}.")
     dests = []
     for vec in vectors:
@@ -339,7 +351,9 @@ def analyse(vectors: list[dict[str, Any]], pair: dict[str, Any]) -> list[str]:
     n_a0, k_a0 = plus_one_steps(counters(a_before))
     n_a1, k_a1 = plus_one_steps(counters(a_after))
     # does pb's first advert continue pa's last counter before it?
-    first_b = next((i for i, f in enumerate(frames) if f["kind"] == "advert" and f["from"] == "pb"), None)
+    first_b = next(
+        (i for i, f in enumerate(frames) if f["kind"] == "advert" and f["from"] == "pb"), None
+    )
     link = "n/a"
     if first_b is not None:
         prev_a = [f for f in frames[:first_b] if f["kind"] == "advert" and f["from"] == "pa"]
@@ -374,7 +388,8 @@ def analyse(vectors: list[dict[str, Any]], pair: dict[str, Any]) -> list[str]:
 
 def ucarp_version() -> str:
     """The installed Debian package version of ucarp, or the --help banner."""
-    proc = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "ucarp"], capture_output=True, text=True)
+    proc = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "ucarp"], capture_output=True,
+                          text=True)
     if proc.returncode == 0 and proc.stdout:
         return f"ucarp {proc.stdout.strip()}"
     banner = subprocess.run([UCARP, "--help"], capture_output=True, text=True).stdout

@@ -1,116 +1,52 @@
-"""The CARP state machine, stepped by hand: explicit ``now``, no sleeps, seeded randomness.
+"""The CARP state machine, rule by rule: explicit ``now``, no sleeps, seeded randomness.
 
-One test (at least) per rule of ``pyucarp.core.machine``'s docstring, then a stateful Hypothesis
-test that drives random input sequences against an independent model of ucarp's decisions
-(timevals in microseconds, as ``carp.c`` compares them).
+One test (at least) per rule of ``pyucarp.core.machine``'s docstring. The stateful model is
+in test_machine_model.py, the replays of the C ucarp's captures in test_machine_capture.py.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import random
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from pyucarp.core.codec import Advert, AdvertCodec, CarpFrame, parse_frame
+from machine_helpers import (
+    ARP,
+    DOWN,
+    EPS,
+    ME,
+    NON_PREFERRED,
+    OTHER,
+    PEER,
+    PREEMPTION,
+    PREFERRED,
+    SWITCH_BACKUP,
+    SWITCH_MASTER,
+    TIMING_OUT,
+    UP,
+    adv,
+    changes,
+    master_rig,
+    of,
+    rig,
+)
 from pyucarp.core.machine import (
     DEMOTION_QUIET,
     SUPPRESSED_ADVSKEW,
     Action,
-    CarpMachine,
     Log,
     MasterInfo,
-    Params,
     Reason,
-    RunScript,
     SendAdvert,
     SendGratuitousArp,
     Severity,
-    leave_takeover_delay,
     State,
     StateChanged,
     interval,
+    leave_takeover_delay,
     tie_value,
 )
-
-ME = IPv4Address("10.0.0.2")
-PEER = IPv4Address("10.0.0.3")
-OTHER = IPv4Address("10.0.0.4")
-EPS = 1e-6
-SWITCH_BACKUP = Log(Severity.WARNING, "Switching to state: BACKUP")
-SWITCH_MASTER = Log(Severity.WARNING, "Switching to state: MASTER")
-PREFERRED = Log(Severity.WARNING, "Preferred master advertised: going back to BACKUP state")
-NON_PREFERRED = Log(
-    Severity.WARNING,
-    "Non-preferred master advertising: reasserting control of VIP with another gratuitous arp",
-)
-PREEMPTION = Log(Severity.WARNING, "Putting MASTER down - preemption")
-TIMING_OUT = Log(Severity.WARNING, "Putting MASTER DOWN (going to time out)")
-ARP = SendGratuitousArp()
-UP = RunScript("up")
-DOWN = RunScript("down")
-
-
-@dataclass
-class Rig:
-    """A machine with a recording, seeded random source."""
-
-    m: CarpMachine
-    draws: list[int] = field(default_factory=list)
-
-
-def rig(seed: int = 7, **kw: Any) -> Rig:
-    """A fresh machine; Params defaults: srcip ME, little-endian tie-break."""
-    kw.setdefault("srcip", ME)
-    kw.setdefault("byteorder", "little")
-    rng = random.Random(seed)
-    draws: list[int] = []
-
-    def random64() -> int:
-        v = rng.getrandbits(64)
-        draws.append(v)
-        return v
-
-    return Rig(CarpMachine(Params(**kw), random64), draws)
-
-
-def master_rig(start: float = 0.0, **kw: Any) -> tuple[Rig, float]:
-    """A machine that became MASTER by its master-down timer; returns it and the time.
-
-    Its start downscript has been reported finished, as the shell does, so that no
-    downscript is outstanding.
-    """
-    r = rig(**kw)
-    r.m.start(start)
-    assert r.m.script_finished("down", True) == []
-    t = r.m.next_wakeup()
-    assert t is not None
-    r.m.handle_timer(t)
-    assert r.m.state is State.MASTER
-    return r, t
-
-
-def adv(advbase: int = 1, advskew: int = 0, src: IPv4Address = PEER, counter: int = 1000) -> Advert:
-    return Advert(src=src, advbase=advbase, advskew=advskew, counter=counter)
-
-
-def of(actions: list[Action], kind: type) -> list[Any]:
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def changes(actions: list[Action]) -> list[StateChanged]:
-    return of(actions, StateChanged)
-
-
-# ---------------------------------------------------------------- start
 
 
 def test_start_goes_backup_and_runs_the_downscript() -> None:
@@ -142,7 +78,10 @@ def test_there_is_no_init_to_master() -> None:
 # ---------------------------------------------------------------- master-down timer
 
 
-@pytest.mark.parametrize(("advbase", "advskew", "deadratio"), [(1, 0, 3), (1, 64, 3), (2, 10, 5), (3, 255, 1), (1, 128, 2)])
+@pytest.mark.parametrize(
+    ("advbase", "advskew", "deadratio"),
+    [(1, 0, 3), (1, 64, 3), (2, 10, 5), (3, 255, 1), (1, 128, 2)],
+)
 def test_master_down_exactly_after_start(advbase: int, advskew: int, deadratio: int) -> None:
     r = rig(advbase=advbase, advskew=advskew, deadratio=deadratio)
     start = 100.0
@@ -163,7 +102,9 @@ def test_master_down_exactly_after_the_last_accepted_advert() -> None:
         assert r.m.next_wakeup() == t + 3.25
     assert r.m.handle_timer(3.25) == []  # the start deadline is gone
     assert r.m.handle_timer(5.75 - EPS) == []
-    assert changes(r.m.handle_timer(5.75)) == [StateChanged(State.BACKUP, State.MASTER, Reason.MASTER_DOWN)]
+    assert changes(r.m.handle_timer(5.75)) == [
+        StateChanged(State.BACKUP, State.MASTER, Reason.MASTER_DOWN)
+    ]
 
 
 # ---------------------------------------------------------------- becoming MASTER
@@ -245,7 +186,9 @@ def test_master_steps_down_for_a_preferred_master(preempt: bool) -> None:
     ((1, 10), (1, 11), False),
     ((0, 255), (1, 0), False),
 ])
-def test_priorities_compare_lexicographically(ours: tuple[int, int], theirs: tuple[int, int], steps_down: bool) -> None:
+def test_priorities_compare_lexicographically(
+    ours: tuple[int, int], theirs: tuple[int, int], steps_down: bool
+) -> None:
     r, t0 = master_rig(advbase=ours[0], advskew=ours[1])
     acts = r.m.advert_received(t0 + 0.1, adv(*theirs))
     assert (r.m.state is State.BACKUP) is steps_down
@@ -450,7 +393,9 @@ def test_maintenance_on_and_off() -> None:
 def test_maintenance_in_backup_stops_the_timer() -> None:
     r = rig()
     r.m.start(0.0)
-    assert r.m.set_maintenance(1.0, True) == [Log(Severity.WARNING, "Entering maintenance: staying BACKUP")]
+    assert r.m.set_maintenance(1.0, True) == [
+        Log(Severity.WARNING, "Entering maintenance: staying BACKUP")
+    ]
     assert r.m.next_wakeup() is None
 
 
@@ -554,7 +499,8 @@ def test_three_send_errors_suppress_and_three_successes_restore() -> None:
     assert not r.m.suppressed
     acts = r.m.advert_sent(False)
     assert isinstance(acts[0], Log) and acts[0].severity is Severity.WARNING
-    assert of(acts, SendAdvert) == [SendAdvert(1, 240, r.draws[-1])]  # at once, like carp_send_ad_all
+    # at once, like carp_send_ad_all
+    assert of(acts, SendAdvert) == [SendAdvert(1, 240, r.draws[-1])]
     assert r.m.suppressed and r.m.advskew == SUPPRESSED_ADVSKEW
     assert r.m.advert_sent(False) == []  # a fourth error changes nothing
     t = t0 + interval(1, 10)  # scheduled before the suppression
@@ -614,7 +560,10 @@ def test_counter_follows_the_peer_then_increments_and_wraps() -> None:
     acts = r.m.advert_received(t0 + 0.2, adv(1, 60, counter=2**64 - 2))  # worse master: we stay
     assert NON_PREFERRED in acts
     n = len(r.draws)
-    got = [of(r.m.handle_timer(t0 + k * interval(1, 50)), SendAdvert)[0].counter for k in range(1, 5)]
+    got = [
+        of(r.m.handle_timer(t0 + k * interval(1, 50)), SendAdvert)[0].counter
+        for k in range(1, 5)
+    ]
     assert got == [2**64 - 1, 0, 1, 2]
     assert len(r.draws) == n  # no more random draws
 
@@ -674,7 +623,7 @@ def test_leave_advert_sends_no_gratuitous_arp(how: str) -> None:
     assert nw is None or ARP not in r.m.handle_timer(nw)
 
 
-# ---------------------------------------------------------------- the leave waits for the downscripts
+# ------------------------------------------------------- the leave waits for the downscripts
 
 
 def leave_of(acts: list[Action]) -> bool:
@@ -830,453 +779,3 @@ def test_master_info_and_helpers() -> None:
     assert r.m.master is None
     r.m.advert_received(1, adv(2, 5))
     assert r.m.master == MasterInfo(PEER, 2, 5)
-
-
-# ---------------------------------------------------------------- the C ucarp's pair capture
-
-VECTORS_FILE = Path(__file__).resolve().parent / "vectors" / "cucarp.json"
-
-
-def _pair_capture() -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(VECTORS_FILE.read_text())
-    except (OSError, ValueError):
-        return None
-    pair: dict[str, Any] | None = data.get("pair")
-    return pair
-
-
-def _captured_configs() -> list[dict[str, Any]]:
-    try:
-        data: dict[str, Any] = json.loads(VECTORS_FILE.read_text())
-    except (OSError, ValueError):
-        return []
-    configs: list[dict[str, Any]] = data.get("vectors", [])
-    return configs
-
-
-def _arp_positions(events: list[tuple[float, str]]) -> list[int]:
-    """For each ARP, the number of the advert sent at the same moment (1-based, 5 ms)."""
-    adverts = [t for t, kind in events if kind == "advert"]
-    out = []
-    for t, kind in events:
-        if kind == "arp":
-            near = [i for i, ta in enumerate(adverts, 1) if abs(ta - t) <= 0.005]
-            out.append(near[0] if near else 0)
-    return out
-
-
-@pytest.mark.parametrize("cfg", _captured_configs(), ids=lambda c: str(c.get("name")))
-def test_cucarp_capture_cadence_and_arps_match_the_machine(cfg: dict[str, Any]) -> None:
-    """A lone C ucarp becoming master: its advert interval and the adverts its two gratuitous
-    ARPs go out with are what our machine produces for the same configuration."""
-    c = cfg["config"]
-    captured = [(float(f["t"]), str(f["kind"])) for f in cfg["frames"]]
-    r, t0 = master_rig(advbase=c["advbase"], advskew=c["advskew"])
-    ours: list[tuple[float, str]] = [(t0, "advert"), (t0, "arp")]
-    n_adverts = sum(1 for _, k in captured if k == "advert")
-    for _ in range(n_adverts - 1):
-        t = r.m.next_wakeup()
-        assert t is not None
-        for a in r.m.handle_timer(t):
-            if isinstance(a, SendAdvert):
-                ours.append((t, "advert"))
-            elif isinstance(a, SendGratuitousArp):
-                ours.append((t, "arp"))
-    assert _arp_positions(ours) == _arp_positions(captured) == [1, 3]
-    step = interval(c["advbase"], c["advskew"])
-    times = [t for t, k in captured if k == "advert"]
-    assert all(abs((b - a) - step) <= 0.005 for a, b in zip(times, times[1:])), times
-
-
-def test_cucarp_pair_counters_and_decisions_replayed() -> None:
-    """Two C ucarps (pa skew 100; pb skew 0 with -P joins, preempts, dies): fed the same
-    adverts, our machine makes the same decisions and sends byte-identical adverts."""
-    pair = _pair_capture()
-    if pair is None:
-        pytest.skip(f"no pair capture in {VECTORS_FILE.name}")
-    c = pair["config"]
-    kw: dict[str, Any] = dict(vhid=c["vhid"], password=bytes.fromhex(c["password_hex"]),
-                              vip=IPv4Address(c["vip"]), group=IPv4Address("224.0.0.18"))
-    ips = {who: IPv4Address(c[who]["srcip"]) for who in ("pa", "pb")}
-    codecs = {who: AdvertCodec(srcip=ips[who], **kw) for who in ips}
-    listener = AdvertCodec(srcip=IPv4Address("192.0.2.254"), **kw)
-    adverts: list[tuple[float, str, bytes, CarpFrame, Advert]] = []
-    for fr in pair["frames"]:
-        if fr["kind"] != "advert":
-            continue
-        frame = bytes.fromhex(fr["hex"])
-        parsed, decoded = parse_frame(frame), listener.decode(frame)
-        assert isinstance(parsed, CarpFrame) and isinstance(decoded, Advert)
-        adverts.append((fr["t"], fr["from"], frame, parsed, decoded))
-
-    def same_frame(who: str, sent: SendAdvert, captured: tuple[float, str, bytes, CarpFrame, Advert]) -> None:
-        _, frm, frame, parsed, _ = captured
-        assert frm == who
-        encoded = codecs[who].encode(advbase=sent.advbase, advskew=sent.advskew,
-                                     counter=sent.counter, ip_id=parsed.ip_id)
-        assert encoded == frame
-
-    def params(who: str) -> Params:
-        return Params(advbase=c["advbase"], advskew=c[who]["advskew"],
-                      preempt=bool(c[who].get("preempt", False)), srcip=ips[who])
-
-    # pb starts, hears pa's next advert and preempts: its first advert is pa's counter + 1.
-    pb = CarpMachine(params("pb"), lambda: 0)
-    pb.start(pair["events"]["b_started"])
-    i_pb = next(i for i, a in enumerate(adverts) if a[1] == "pb")
-    heard = adverts[i_pb - 1]
-    assert heard[1] == "pa" and heard[0] > pair["events"]["b_started"]
-    acts = pb.advert_received(heard[0], heard[4])
-    assert changes(acts)[0].reason is Reason.PREEMPTION
-    same_frame("pb", of(acts, SendAdvert)[0], adverts[i_pb])
-
-    # pa, master, hears pb and steps down with one more advert carrying pb's counter + 1.
-    pa = CarpMachine(params("pa"), lambda: 0)
-    pa.start(0.0)
-    pa.handle_timer(3 + c["pa"]["advskew"] / 256)
-    assert pa.state is State.MASTER
-    acts = pa.advert_received(adverts[i_pb][0], adverts[i_pb][4])
-    assert changes(acts)[0].reason is Reason.PREFERRED_MASTER
-    one_more = of(acts, SendAdvert)[0]
-    same_frame("pa", one_more, next(a for a in adverts[i_pb:] if a[1] == "pa" and a[3].counter == one_more.counter))
-
-    # pa hears pb's remaining adverts; pb dies; pa's takeover advert is the last counter + 1.
-    pb_adverts = [a for a in adverts if a[1] == "pb"]
-    for a in pb_adverts[1:]:
-        pa.advert_received(a[0], a[4])
-    wake = pa.next_wakeup()
-    assert wake is not None
-    assert wake == pb_adverts[-1][0] + 3 + c["pa"]["advskew"] / 256
-    acts = pa.handle_timer(wake)
-    takeover = next(a for a in adverts if a[1] == "pa" and a[0] > pair["events"]["b_killed"])
-    same_frame("pa", of(acts, SendAdvert)[0], takeover)
-
-
-# ================================================================ stateful model
-
-PEERS = [IPv4Address("10.0.0.1"), IPv4Address("10.0.0.3"), IPv4Address("10.0.1.1"), IPv4Address("9.0.0.2")]
-ADVBASES = [0, 1, 2, 3, 5, 255]
-ADVSKEWS = [0, 1, 63, 64, 200, 240, 255]
-
-
-def timeval_us(advbase: int, advskew: int) -> int:
-    """ucarp's struct timeval for an (advbase, advskew) pair, as one integer of microseconds."""
-    return advbase * 1_000_000 + advskew * 1_000_000 // 256
-
-
-class MachineModel(RuleBasedStateMachine):
-    """Random inputs with increasing ``now``; the shell's loop is modelled by ``advance``.
-
-    Leaving MASTER (demotion, maintenance) is modelled as pyucarp does it: the downscript is
-    asked for and a leave advert waits until every downscript asked for has finished; it goes
-    out then (BACKUP, carrier up) unless the node became MASTER again meanwhile.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.r: Rig | None = None
-        self.now = 0.0
-        self.link = True
-        self.maint = False
-        self.quiet_until: float | None = None
-        self.peer: int | None = None
-        self.draw_idx = 0
-        self.scripts: list[str] = []
-        self.downs = 0  # downscripts asked for and not yet reported finished
-        self.leave_pending = False  # a leave advert waits for self.downs to reach 0
-        self.errors = 0
-        self.successes = 0
-        self.suppress = False
-        self.suppressed_ever = False
-
-    @property
-    def m(self) -> CarpMachine:
-        assert self.r is not None
-        return self.r.m
-
-    @property
-    def p(self) -> Params:
-        return self.m.params
-
-    # ------------------------------------------------------------ checking one call
-
-    def check(self, acts: list[Action], before: State, leave: bool = False) -> None:
-        """Check one call's actions; ``leave``: the model expects the leave advert here."""
-        s = before
-        changed: list[StateChanged] = []
-        for a in acts:
-            if isinstance(a, StateChanged):
-                assert a.old is s
-                s = a.new
-                changed.append(a)
-            elif isinstance(a, SendAdvert):
-                if a.is_leave:
-                    # only once the downscripts are done: the VIP is gone, we are BACKUP
-                    assert leave and s is State.BACKUP and self.link, acts
-                else:
-                    assert s is State.MASTER, acts  # the step-down advert goes out before the switch
-                    assert a.advbase == self.p.advbase
-                    assert a.advskew == self.m.advskew
-                if self.peer is not None:
-                    self.peer = (self.peer + 1) % 2**64
-                    assert a.counter == self.peer
-                else:
-                    assert a.counter == self.r.draws[self.draw_idx]  # type: ignore[union-attr]
-                    self.draw_idx += 1
-            elif isinstance(a, SendGratuitousArp):
-                assert s is State.MASTER, acts
-            elif isinstance(a, RunScript):
-                assert changed, acts
-                assert a.kind == ("up" if changed[-1].new is State.MASTER else "down")
-                if self.scripts:
-                    assert self.scripts[-1] != a.kind, (self.scripts, acts)
-                self.scripts.append(a.kind)
-                if a.kind == "up":
-                    assert any(isinstance(x, SendAdvert) for x in acts[: acts.index(a)])
-                else:
-                    self.downs += 1
-        assert len(changed) <= 1, acts
-        assert s is self.m.state
-        assert [a.is_leave for a in of(acts, SendAdvert)].count(True) == int(leave), acts
-        for c in changed:
-            if c.new is State.MASTER:
-                assert c.reason in (Reason.MASTER_DOWN, Reason.PREEMPTION, Reason.SLOW_MASTER, Reason.MASTER_LEFT)
-                assert UP in acts and ARP in acts
-                self.leave_pending = False  # the VIP is ours again: nobody is to take it
-            elif c.old is not State.INIT or not self.p.neutral:
-                assert DOWN in acts
-        assert len(self.r.draws) == self.draw_idx  # type: ignore[union-attr]
-
-    # ------------------------------------------------------------ rules
-
-    @initialize(
-        advbase=st.integers(1, 3), advskew=st.sampled_from(ADVSKEWS), deadratio=st.integers(1, 4),
-        preempt=st.booleans(), neutral=st.booleans(), byteorder=st.sampled_from(["little", "big"]),
-        start=st.floats(0, 1e6), seed=st.integers(0, 2**32),
-    )
-    def setup(self, advbase: int, advskew: int, deadratio: int, preempt: bool, neutral: bool,
-              byteorder: str, start: float, seed: int) -> None:
-        self.r = rig(seed, advbase=advbase, advskew=advskew, deadratio=deadratio, preempt=preempt,
-                     neutral=neutral, byteorder=byteorder)
-        self.now = start
-        self.check(self.m.start(start), State.INIT)
-
-    @rule(dt=st.floats(0.0001, 8))
-    def advance(self, dt: float) -> None:
-        """Fire every deadline on time, as the shell does, checking that nothing fires early."""
-        target = self.now + dt
-        for _ in range(10_000):
-            nw = self.m.next_wakeup()
-            if nw is None or nw > target:
-                break
-            mid = (self.now + nw) / 2
-            if self.now < mid < nw:
-                assert self.m.handle_timer(mid) == []
-                assert self.m.next_wakeup() == nw
-            self.fire(nw)
-        else:
-            raise AssertionError("timer storm")
-        self.now = target
-
-    @rule(dt=st.floats(0.0001, 8))
-    def late_timer(self, dt: float) -> None:
-        """A shell that wakes up late fires everything due at once."""
-        self.fire(self.now + dt)
-
-    def fire(self, t: float) -> None:
-        before = self.m.state
-        self.now = t
-        acts = self.m.handle_timer(t)
-        if self.quiet_until is not None and t >= self.quiet_until:
-            self.quiet_until = None
-        self.check(acts, before)
-
-    @rule(src=st.sampled_from(PEERS), advbase=st.sampled_from(ADVBASES), advskew=st.sampled_from(ADVSKEWS),
-          counter=st.integers(0, 2**64 - 1))
-    def receive(self, src: IPv4Address, advbase: int, advskew: int, counter: int) -> None:
-        m, p, now = self.m, self.p, self.now
-        before = m.state
-        eff = SUPPRESSED_ADVSKEW if self.suppress and p.advskew < SUPPRESSED_ADVSKEW else p.advskew
-        ours, theirs = timeval_us(p.advbase, eff), timeval_us(advbase, advskew)
-        if self.link:
-            self.peer = counter
-        acts = m.advert_received(now, Advert(src, advbase, advskew, counter))
-        self.check(acts, before)
-        if not self.link:
-            assert acts == []
-            return
-        if before is State.MASTER:
-            mine, theirs_tie = tie_value(p.srcip, p.byteorder), tie_value(src, p.byteorder)
-            if ours > theirs or (ours == theirs and theirs_tie < mine):
-                assert m.state is State.BACKUP and acts[-1] == PREFERRED
-            else:
-                assert m.state is State.MASTER and acts == [ARP, NON_PREFERRED]
-            return
-        quiet = self.quiet_until is not None
-        leave = (advbase, advskew) == (255, 255)
-        if not leave:
-            self.leave_pending = False  # another master exists: a late leave is pointless
-        if leave and not quiet and not self.maint:
-            if p.advskew == 0:
-                assert m.state is State.MASTER
-            else:
-                assert m.state is State.BACKUP and m.next_wakeup() == now + leave_takeover_delay(p.advskew)
-        elif quiet or self.maint or leave:
-            assert acts == [] and m.state is State.BACKUP
-        elif p.preempt and ours < theirs:
-            assert m.state is State.MASTER and acts[-1] == PREEMPTION
-        elif timeval_us(p.advbase * p.deadratio, eff) < theirs:
-            assert m.state is State.MASTER and acts[-1] == TIMING_OUT
-        else:
-            assert acts == [] and m.next_wakeup() == now + p.advbase * p.deadratio + p.advskew / 256
-
-    @rule(src=st.sampled_from(PEERS), dbase=st.sampled_from([-1, 0, 0, 1]), dskew=st.sampled_from([-1, 0, 0, 1]),
-          counter=st.integers(0, 2**64 - 1))
-    def receive_near(self, src: IPv4Address, dbase: int, dskew: int, counter: int) -> None:
-        """Adverts close to our own pair: ties and one-step differences, where mistakes hide."""
-        p = self.p
-        base = min(max(p.advbase + dbase, 0), 255)
-        skew = min(max(self.m.advskew + dskew, 0), 255)
-        self.receive(src, base, skew, counter)
-
-    @rule(ok=st.booleans())
-    def sent(self, ok: bool) -> None:
-        before = self.m.state
-        # ucarp's carp_send_ad bookkeeping, restated
-        if not ok:
-            self.errors += 1
-            self.successes = 0
-            if self.errors == 3:
-                self.suppress = self.suppressed_ever = True
-        elif self.errors >= 3:
-            self.successes += 1
-            if self.successes >= 3:
-                self.suppress = False
-                self.errors = 0
-        else:
-            self.errors = 0
-        acts = self.m.advert_sent(ok)
-        self.check(acts, before)
-        assert self.m.suppressed is self.suppress
-
-    @rule()
-    def demote(self) -> None:
-        before = self.m.state
-        acts = self.m.demote(self.now)
-        self.check(acts, before)  # no leave advert yet: the downscript runs first
-        if before is State.MASTER:
-            assert acts == [SWITCH_BACKUP, StateChanged(State.MASTER, State.BACKUP, Reason.DEMOTION), DOWN]
-            self.quiet_until = self.now + DEMOTION_QUIET
-            self.leave_pending = True
-        else:
-            assert acts == []
-
-    @rule(on=st.booleans())
-    def maintenance(self, on: bool) -> None:
-        before = self.m.state
-        acts = self.m.set_maintenance(self.now, on)
-        changed = on != self.maint
-        self.maint = on
-        self.check(acts, before)  # no leave advert yet: the downscript runs first
-        if changed and on and before is State.MASTER:
-            assert changes(acts) == [StateChanged(State.MASTER, State.BACKUP, Reason.MAINTENANCE)]
-            assert acts[-1] == DOWN
-            self.leave_pending = True
-        elif not changed:
-            assert acts == []
-
-    @rule(up=st.booleans())
-    def link_change(self, up: bool) -> None:
-        before = self.m.state
-        acts = self.m.set_link(self.now, up)
-        self.link = up
-        self.check(acts, before)
-        assert of(acts, SendAdvert) == []
-
-    def downscript_done(self) -> bool:
-        """The model's bookkeeping for one finished downscript: True if the leave is due."""
-        if self.downs == 0:
-            return False  # nothing was asked for: a stray report changes nothing
-        self.downs -= 1
-        if self.downs > 0 or not self.leave_pending:
-            return False
-        self.leave_pending = False
-        return self.link  # no carrier now: the leave is dropped, not deferred
-
-    @rule(kind=st.sampled_from(["up", "down", "down"]), ok=st.booleans())
-    def script_done(self, kind: Literal["up", "down"], ok: bool) -> None:
-        """A script ended, whatever its outcome (the shell also reports a missing one)."""
-        before = self.m.state
-        leave = kind == "down" and self.downscript_done()
-        acts = self.m.script_finished(kind, ok)
-        self.check(acts, before, leave=leave)
-        if kind == "up":
-            assert acts == ([ARP] if ok and before is State.MASTER else [])
-        elif not leave:
-            assert acts == []
-        else:
-            assert len(acts) == 1 and isinstance(acts[0], SendAdvert)
-            assert (acts[0].advbase, acts[0].advskew) == (255, 255)  # counter: checked above
-        assert self.m.state is before
-
-    @precondition(lambda self: self.r is not None)
-    @rule(oks=st.lists(st.booleans(), min_size=6, max_size=6))
-    def shutdown_copy(self, oks: list[bool]) -> None:
-        """Shutdown ends the run, so it is tried on a copy; the shell then drains every
-        outstanding script (the downscripts are all that matter to the machine)."""
-        m = copy.deepcopy(self.m)  # shares the random source with the original
-        drawn = len(self.r.draws)  # type: ignore[union-attr]
-        acts = m.shutdown(self.now)
-        assert of(acts, SendAdvert) == []  # never before the downscript
-        downs, leave_due = self.downs, self.leave_pending
-        if self.m.state is State.MASTER:
-            assert acts == [StateChanged(State.MASTER, State.BACKUP, Reason.SHUTDOWN), DOWN]
-            downs, leave_due = downs + 1, True
-        else:
-            assert acts == []
-        assert m.next_wakeup() is None and m.state is State.BACKUP
-        for i in range(downs):
-            out = m.script_finished("down", oks[i % len(oks)])
-            if i < downs - 1 or not (leave_due and self.link):
-                assert out == [], (i, downs, out)
-                continue
-            assert len(out) == 1 and isinstance(out[0], SendAdvert) and out[0].is_leave
-            if self.peer is None:
-                assert out[0].counter == self.r.draws[drawn]  # type: ignore[union-attr]
-            else:
-                assert out[0].counter == (self.peer + 1) % 2**64
-        assert m.script_finished("down", True) == []  # the leave goes out at most once
-        self.draw_idx = len(self.r.draws)  # type: ignore[union-attr]
-        assert m.next_wakeup() is None and m.state is State.BACKUP
-
-    # ------------------------------------------------------------ invariants
-
-    @invariant()
-    def state_and_deadlines(self) -> None:
-        if self.r is None:
-            return
-        m, p, now = self.m, self.p, self.now
-        assert m.state in (State.BACKUP, State.MASTER)
-        assert m.suppressed is self.suppress
-        nw = m.next_wakeup()
-        assert nw is None or nw > now
-        if self.leave_pending:  # only a BACKUP waits to send a leave, and only for a downscript
-            assert m.state is State.BACKUP and self.downs > 0
-        if m.state is State.MASTER:
-            assert self.link and not self.maint and self.quiet_until is None
-            skew = max(p.advskew, SUPPRESSED_ADVSKEW) if self.suppressed_ever else p.advskew
-            assert nw is not None and nw <= now + interval(p.advbase, skew)
-        elif self.quiet_until is not None:
-            assert nw == self.quiet_until
-        elif not self.link or self.maint:
-            assert nw is None
-        else:
-            assert nw is not None and nw <= now + p.advbase * p.deadratio + p.advskew / 256
-
-
-TestMachineModel = MachineModel.TestCase
-TestMachineModel.settings = settings(
-    max_examples=200, stateful_step_count=50, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)

@@ -1,0 +1,307 @@
+"""The shell around one CARP instance: its scripts, state file, log lines and counters.
+
+An :class:`InstanceRuntime` owns one :class:`~pyucarp.core.instance.CarpInstance` and
+carries out what it asks for; it never waits. The event loop (:mod:`pyucarp.shell.loop`)
+owns the sockets, the clock and the signals, feeds the runtime, transmits its frames
+and asks :meth:`InstanceRuntime.next_deadline` when to call it again. Everything here
+concerns this instance only, so one instance's trouble stays its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+
+from pyucarp.config.settings import Config
+from pyucarp.core.codec import Dropped, DropReason
+from pyucarp.core.instance import CarpInstance, Frame
+from pyucarp.core.machine import Log, Params, RunScript, Severity, State, StateChanged
+from pyucarp.records import TYPE_CHECKING
+from pyucarp.shell.iface import AddressEvent
+from pyucarp.shell.logs import InstanceLog, Level
+from pyucarp.shell.scripts import ScriptResult, ScriptRunner
+from pyucarp.shell.statefile import (
+    STATE_REFRESH_SECONDS,
+    InstanceStatus,
+    MasterRecord,
+    ScriptRecord,
+    StateFile,
+    instance_name,
+)
+
+if TYPE_CHECKING:
+    from typing import Literal
+
+VIP_RESTORE_HOLDOFF = 5.0  # at most one upscript rerun per this many seconds
+PUMP_LIMIT = 64  # rounds of frames and events one input may cause (a handful in practice)
+
+_SEVERITY_LEVEL = {
+    Severity.DEBUG: Level.DEBUG,
+    Severity.INFO: Level.INFO,
+    Severity.NOTICE: Level.NOTICE,
+    Severity.WARNING: Level.WARNING,
+    Severity.ERROR: Level.ERROR,
+}
+
+# ucarp's levels for refused frames: these are warnings (rate-limited here), the rest
+# are debug chatter (ucarp logs them only in debug builds).
+_WARNED_DROPS = {
+    DropReason.BAD_TTL,
+    DropReason.BAD_VERSION,
+    DropReason.BAD_CHECKSUM,
+    DropReason.BAD_DIGEST,
+    DropReason.REPLAY,
+}
+
+Transmit = Callable[[bytes, float], bool]
+"""How a runtime sends a frame: the loop's socket for its interface; False on failure."""
+
+
+class InstanceRuntime:
+    """One virtual host's shell: what the core asks for, carried out without waiting."""
+
+    def __init__(
+        self,
+        config: Config,
+        log: InstanceLog,
+        *,
+        mac: bytes,
+        transmit: Transmit,
+        random_bits: Callable[[int], int],
+        statefile: StateFile | None = None,
+        script_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = instance_name(config)
+        self.log = log
+        self.transmit = transmit
+        self.core = CarpInstance(
+            vhid=config.vhid,
+            password=config.password,
+            vip=config.addr,
+            group=config.mcast,
+            nomcast=config.nomcast,
+            params=Params(
+                advbase=config.advbase,
+                advskew=config.advskew,
+                deadratio=config.deadratio,
+                preempt=config.preempt,
+                neutral=config.neutral,
+                srcip=config.srcip,
+            ),
+            mac=mac,
+            random_bits=random_bits,
+        )
+        self.runner = ScriptRunner(log, timeout=config.script_timeout, env=script_env)
+        self.statefile = statefile or StateFile.for_config(config)
+        self.last_script: ScriptResult | None = None
+        self._state_refresh_at = 0.0
+        self._vip_restore_after = 0.0
+        self._retired = False
+
+    # ------------------------------------------------------------------ the loop asks
+
+    def next_deadline(self) -> float:
+        """When the loop must call :meth:`service` even if nothing arrives."""
+        due = self._state_refresh_at
+        for when in (self.core.get_timer(), self.runner.next_deadline()):
+            if when is not None and when < due:
+                due = when
+        return due
+
+    def scripts_busy(self) -> bool:
+        """True while a script runs or waits to run."""
+        return self.runner.running() or self.runner.pending() > 0
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now: float, *, link_up: bool) -> None:
+        """INIT -> BACKUP, read the maintenance flag, write the first state file."""
+        self.core.start(now, link_up=link_up or self.config.ignoreifstate)
+        self._pump(now)
+        self.read_maintenance(now)
+
+    def service(self, now: float) -> None:
+        """Timers, finished scripts, the state file heartbeat: whatever is due."""
+        self.reap_scripts(now)
+        self.core.handle_timer(now)
+        self._pump(now)
+        if now >= self._state_refresh_at:
+            self.write_state(now)
+
+    def receive(self, frame: bytes, now: float) -> None:
+        """A frame for this instance's vhid (or one nobody's filter could place)."""
+        state, master = self.core.state, self.core.machine.master
+        self.core.receive_frame(frame, now)
+        self._pump(now)
+        if self.core.machine.master != master and self.core.state is state:
+            self.write_state(now)  # a new master is news for status
+
+    def reap_scripts(self, now: float) -> None:
+        """Collect finished scripts (the loop calls this on SIGCHLD too)."""
+        for result in self.runner.handle(now):
+            self.last_script = result
+            kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
+            self.core.script_finished(kind, result.returncode == 0)
+            self._pump(now)
+            self.write_state(now)
+
+    def set_link(self, now: float, up: bool) -> None:
+        """Carrier news for this instance's interface (ignored with -S)."""
+        if self.config.ignoreifstate:
+            return
+        self.core.set_link(now, up)
+        self._pump(now)
+
+    def set_mac(self, mac: bytes) -> None:
+        """The interface came back with (maybe) another MAC."""
+        self.core.set_mac(mac)
+
+    def address_event(self, now: float, event: AddressEvent) -> None:
+        """Our VIP removed from the interface while MASTER: run the upscript again."""
+        if event.address.ip != self.config.addr or not event.deleted:
+            return
+        if self.core.state is not State.MASTER or self.scripts_busy():
+            return  # a script is at work on the address (an upscript may del and re-add it)
+        if now < self._vip_restore_after:
+            self.log.limited(
+                "vip-removed",
+                Level.WARNING,
+                f"Virtual address [{self.config.addr_text}] removed again from "
+                f"[{self.config.device}]: not rerunning the upscript so soon",
+                now,
+            )
+            return
+        self._vip_restore_after = now + VIP_RESTORE_HOLDOFF
+        self.log.warning(
+            f"Virtual address [{self.config.addr_text}] was removed from "
+            f"[{self.config.device}] while MASTER: running the upscript again"
+        )
+        self._run_script(now, "up")
+
+    def report(self) -> None:
+        """SIGUSR1: ucarp's one-line state report."""
+        state = "BACKUP" if self.core.state is State.BACKUP else "MASTER"
+        self.log.info(f"{state} on {self.config.interface} id {self.config.vhid}")
+
+    def demote(self, now: float) -> None:
+        """SIGUSR2: hand over and stay quiet for a while."""
+        self.core.demote(now)
+        self._pump(now)
+
+    def read_maintenance(self, now: float) -> None:
+        """Apply the persistent maintenance flag as it is on disk now."""
+        self.core.set_maintenance(now, self.statefile.maintenance_requested())
+        self._pump(now)
+        self.write_state(now)
+
+    def shutdown(self, now: float) -> None:
+        """Leave gracefully: downscript, then the leave advert once it has run."""
+        self.core.shutdown(now)
+        self._pump(now)
+
+    def finish_scripts(self, results: list[ScriptResult], now: float) -> None:
+        """Results of a forced drain at exit, handed in by the loop."""
+        for result in results:
+            self.last_script = result
+            kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
+            self.core.script_finished(kind, result.returncode == 0)
+            self._pump(now)
+
+    # ------------------------------------------------------------------ carrying out
+
+    def _pump(self, now: float) -> None:
+        """Transmit what the core produced and carry out its events, until it is quiet."""
+        core = self.core
+        for _ in range(PUMP_LIMIT):
+            frames = core.frames_to_send()
+            events = core.events()
+            if not frames and not events:
+                return
+            for frame in frames:
+                self._transmit(frame, now)
+            for event in events:
+                if isinstance(event, Dropped):
+                    self._dropped(now, event)
+                elif isinstance(event, RunScript):
+                    self._run_script(now, event.kind)
+                elif isinstance(event, StateChanged):
+                    self.write_state(now)
+                elif isinstance(event, Log):
+                    self.log.log(_SEVERITY_LEVEL[event.severity], event.message)
+        self.log.limited("pump", Level.ERROR, "Internal error: the state machine does not settle",
+                         now)
+
+    def _transmit(self, frame: Frame, now: float) -> None:
+        ok = self.transmit(frame.data, now)
+        if frame.advert:
+            self.core.advert_sent(ok)
+
+    def _dropped(self, now: float, dropped: Dropped) -> None:
+        level = Level.WARNING if dropped.reason in _WARNED_DROPS else Level.DEBUG
+        self.log.limited(dropped.reason.name, level, dropped.message, now)
+
+    def _run_script(self, now: float, kind: Literal["up", "down"]) -> None:
+        script = self.config.upscript if kind == "up" else self.config.downscript
+        if not script:
+            # Nothing to run is a script that finished at once (a leave advert may wait).
+            self.core.script_finished(kind, True)
+            return
+        argv = [script, self.config.interface, self.config.addr_text]
+        if self.config.xparam is not None:
+            argv.append(self.config.xparam)
+        self.runner.submit(kind, argv, now)
+
+    # ------------------------------------------------------------------ state file
+
+    def retire(self) -> None:
+        """Removed by a reload: still finishing its scripts, no longer in the state files."""
+        self._retired = True
+
+    def write_state(self, now: float) -> None:
+        """Write the state file (and re-arm its refresh: "updated" is the heartbeat)."""
+        self._state_refresh_at = now + STATE_REFRESH_SECONDS
+        if self._retired:
+            return
+        try:
+            self.statefile.write(self.snapshot(now))
+        except OSError as exc:
+            self.log.limited("statefile", Level.ERROR, f"State file: {exc}", now)
+
+    def snapshot(self, now: float) -> InstanceStatus:
+        """Everything an admin wants to know about this instance."""
+        core = self.core
+        m = core.machine
+        counters = core.counters
+        master = m.master
+        last = self.last_script
+        wall = time.time()
+        return InstanceStatus(
+            pid=os.getpid(),
+            name=self.name,
+            interface=self.config.interface,
+            vhid=self.config.vhid,
+            vip=self.config.addr_text,
+            srcip=str(self.config.srcip),
+            advbase=self.config.advbase,
+            advskew=m.advskew,
+            state=m.state.value,
+            since=round(wall - (now - m.since), 3),
+            updated=round(wall, 3),
+            transitions=m.transitions,
+            master=None if master is None else MasterRecord(
+                str(master.address), master.advbase, master.advskew
+            ),
+            maintenance=m.maintenance,
+            link_up=m.link_up,
+            adverts_sent=counters.adverts_sent,
+            adverts_received=counters.adverts_received,
+            send_errors=counters.send_errors,
+            dropped=dict(counters.dropped),
+            replay_window=len(core.replay),
+            last_script=None if last is None else ScriptRecord(
+                last.kind, tuple(last.argv), last.returncode, last.signal,
+                round(last.duration, 3), last.timed_out, last.error,
+            ),
+        )
