@@ -83,6 +83,8 @@ def _start(config: Config, log: UcarpLog) -> int:
     loop.add(config, facts)
     if config.daemonize:
         _daemonize(log, keep=loop.filenos())
+    if config.realtime is not None:
+        _realtime(config.realtime, log)
     if pidfile is not None:
         pidfile.write()
     try:
@@ -180,6 +182,10 @@ def _run_fleet(config_dir: str, defaults: str, pidfile_path: str | None,
     loop.set_reloader(fleet.reload)
     if daemonize:
         _daemonize(log, keep=loop.filenos())
+    priorities = [rt.config.realtime for rt in loop.instances.values()
+                  if rt.config.realtime is not None]
+    if priorities:  # one process: the most demanding instance decides
+        _realtime(max(priorities), log)
     if pidfile is not None:
         pidfile.write()
     try:
@@ -187,6 +193,14 @@ def _run_fleet(config_dir: str, defaults: str, pidfile_path: str | None,
     finally:
         if pidfile is not None:
             pidfile.remove()
+
+
+def _realtime(priority: int, log: UcarpLog) -> None:
+    """--realtime: after -B (a forked child would not keep SCHED_RR's memory locks)."""
+    from pyucarp.shell.realtime import enter_realtime
+
+    enter_realtime(priority)
+    log.info(f"Real-time scheduling: SCHED_RR priority {priority}, memory locked")
 
 
 def _daemonize(log: UcarpLog, keep: list[int]) -> None:

@@ -238,7 +238,7 @@ ROWS: list[Row] = [
                  "'--downscript' '--deadratio' '--debug' '--daemonize'"), HELP, "same"),
     better(fails("ambiguous_prefix_value_not_echoed", S + " --p=secret",
                  "option '--p' is ambiguous; possibilities: "
-                 "'--pass' '--preempt' '--passfile' '--pidfile'"), HELP,
+                 "'--pass' '--preempt' '--passfile'"), HELP,
            "same; and the value (maybe the password) is not repeated"),
     better(fails("missing_value_short", S + " -v", "option requires an argument -- 'v'"), HELP,
            "same"),
@@ -399,12 +399,15 @@ _SAMPLE_VALUES = {"interface": "eth0", "srcip": "192.0.2.1", "mcast": "224.0.0.1
                   "advbase": "1", "advskew": "0", "upscript": "/x", "downscript": "/y",
                   "deadratio": "3", "facility": "daemon", "xparam": "v",
                   "pidfile": "/run/x.pid", "statedir": "/tmp/x",
-                  "script-timeout": "5"}
+                  "script-timeout": "5", "track-script": "pidof nginx",
+                  "track-interval": "0.5", "track-timeout": "0.4", "track-fall": "3",
+                  "track-rise": "2", "track-interface": "eth1", "track-weight": "50",
+                  "notify": "/usr/local/sbin/notify"}
 
 
 def test_every_documented_option_is_accepted(files: dict[str, str]) -> None:
     documented = re.findall(r"^--([\w-]+)(=<\w+>)?(?: \(-(\w)[ )])?", USAGE, re.MULTILINE)
-    assert len(documented) == 25
+    assert len(documented) == 34
     for long, takes_value, short in documented:
         value = files["pw1"] if long == "passfile" else _SAMPLE_VALUES.get(long, "")
         values = [value] if takes_value else []

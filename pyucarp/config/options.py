@@ -15,7 +15,14 @@ from ipaddress import IPv4Address
 from types import MappingProxyType
 
 from pyucarp import __version__
-from pyucarp.config.settings import DEFAULT_SCRIPT_TIMEOUT, MAX_PASSWORD_BYTES, Config
+from pyucarp.config.settings import (
+    DEFAULT_SCRIPT_TIMEOUT,
+    DEFAULT_TRACK_FALL,
+    DEFAULT_TRACK_INTERVAL,
+    DEFAULT_TRACK_RISE,
+    MAX_PASSWORD_BYTES,
+    Config,
+)
 from pyucarp.errors import ConfigError
 from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
 
@@ -34,6 +41,10 @@ __all__ = [
 ]
 
 _TIMEOUT = f"{DEFAULT_SCRIPT_TIMEOUT:g}"
+_INTERVAL = DEFAULT_TRACK_INTERVAL
+_FALL = DEFAULT_TRACK_FALL
+_RISE = DEFAULT_TRACK_RISE
+_RT_PRIO = 10  # pyucarp.shell.realtime.DEFAULT_PRIORITY (not imported: it loads the shell)
 USAGE = f"""\
 pyucarp {__version__}
 
@@ -76,6 +87,16 @@ pyucarp extensions:
 --pidfile=<file>: write the daemon's pid to <file>
 --statedir=<dir>: directory for the JSON state file (default /run/pyucarp)
 --script-timeout=<seconds>: kill an up/down script still running after this (default {_TIMEOUT})
+--track-script=<command>: health check, run with /bin/sh -c (may be repeated)
+--track-interval=<seconds>: time between two runs of a check (default {_INTERVAL:g})
+--track-timeout=<seconds>: a check still running then fails (default: the interval)
+--track-fall=<n>: failures in a row that make the service unhealthy (default {_FALL})
+--track-rise=<n>: successes in a row that make it healthy again (default {_RISE})
+--track-interface=<if>: unhealthy while <if> has no carrier (may be repeated)
+--track-weight=<n>: unhealthy adds <n> to the advertised skew instead of FAULT
+--notify=<file>: run <file> STATE interface vip vhid on every state change
+--realtime[=<prio>]: real-time scheduling (SCHED_RR, default priority {_RT_PRIO}) and
+                     locked memory, for sub-second adverts
 
 Administration (the pyucarp command): pyucarp status | demote | promote | metrics | watch
 (pyucarp SUBCOMMAND --help for each)
@@ -121,12 +142,14 @@ class _Option(NamedTuple):
     long: str
     short: str | None
     takes_arg: bool
+    optional_arg: bool = False  # long only: "--opt" or "--opt=value"
 
 
 # In ucarp's getopt_long table order: the order decides how ambiguous prefixes are listed.
 # ucarp's own getopt string lacks "m:" although its help documents -m; we accept -m.
-# The two extensions come last and are long-only; "pi"/"st" prefixes are new, so no
-# abbreviation that worked with ucarp becomes ambiguous.
+# pyucarp's extensions come last and are long-only; an abbreviation is looked up among
+# ucarp's own options first (_resolve_long), so none that worked with ucarp changes meaning
+# or becomes ambiguous ("--no" is still --nomcast, not --notify; "--r" --deadratio).
 _OPTIONS: tuple[_Option, ...] = (
     _Option("interface", "i", True),
     _Option("srcip", "s", True),
@@ -153,7 +176,17 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("pidfile", None, True),
     _Option("statedir", None, True),
     _Option("script-timeout", None, True),
+    _Option("track-script", None, True),
+    _Option("track-interval", None, True),
+    _Option("track-timeout", None, True),
+    _Option("track-fall", None, True),
+    _Option("track-rise", None, True),
+    _Option("track-interface", None, True),
+    _Option("track-weight", None, True),
+    _Option("notify", None, True),
+    _Option("realtime", None, True, optional_arg=True),
 )
+_UCARP_OPTIONS = _OPTIONS[: [o.long for o in _OPTIONS].index("xparam") + 1]
 _BY_SHORT = {opt.short: opt for opt in _OPTIONS if opt.short is not None}
 _BY_LONG = {opt.long: opt for opt in _OPTIONS}
 
@@ -178,7 +211,9 @@ def _resolve_long(name: str) -> _Option:
     exact = _BY_LONG.get(name)
     if exact is not None:
         return exact
-    matches = [opt for opt in _OPTIONS if name and opt.long.startswith(name)]
+    matches = [opt for opt in _UCARP_OPTIONS if name and opt.long.startswith(name)]
+    if not matches:
+        matches = [opt for opt in _OPTIONS if name and opt.long.startswith(name)]
     if len(matches) == 1:
         return matches[0]
     # Only the name is quoted, never an "=value": that could be the password.
@@ -208,6 +243,8 @@ def _scan(argv: Sequence[str]) -> Iterator[_Occurrence]:
                 if not opt.takes_arg:
                     raise ConfigError(f"option '--{opt.long}' doesn't allow an argument")
                 yield _Occurrence(opt.long, value, i, len(name) + 3)
+            elif opt.optional_arg:
+                yield _Occurrence(opt.long, "", i, 0)
             elif opt.takes_arg:
                 if i + 1 >= len(argv):
                     raise ConfigError(f"option '--{opt.long}' requires an argument")
@@ -372,15 +409,45 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
             raise ConfigError(f"--{name} needs a non-empty path")
         draft[name] = value
     elif name == "script-timeout":
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        if not 0 < seconds <= 86400:
-            raise ConfigError(f"Invalid script timeout: [{value}] (seconds, 0 < t <= 86400)")
-        draft["script_timeout"] = seconds
+        draft["script_timeout"] = _seconds(value, "script timeout")
+    elif name in ("track-script", "track-interface"):
+        what = "command" if name == "track-script" else "interface"
+        if not value.strip():
+            raise ConfigError(f"--{name} needs a non-empty {what}")
+        if name == "track-interface" and len(os.fsencode(value)) >= _IFNAMSIZ:
+            raise ConfigError(f"Interface name too long: [{value}]")
+        field = "track_scripts" if name == "track-script" else "track_interfaces"
+        draft[field] = (*draft[field], value)  # repeated: every one counts
+    elif name == "track-interval":
+        draft["track_interval"] = _seconds(value, "check interval")
+    elif name == "track-timeout":
+        draft["track_timeout"] = _seconds(value, "check timeout")
+    elif name in ("track-fall", "track-rise"):
+        draft[name.replace("-", "_")] = _in_range(
+            value, name[6:], 1, 1000, f"--{name} must be between 1 and 1000")
+    elif name == "track-weight":
+        draft["track_weight"] = _in_range(
+            value, "track weight", 1, 255, "--track-weight must be between 1 and 255")
+    elif name == "notify":
+        if not value:
+            raise ConfigError("--notify needs a non-empty path")
+        draft["notify"] = value
+    elif name == "realtime":
+        draft["realtime"] = _RT_PRIO if not value else _in_range(
+            value, "real-time priority", 1, 99, "--realtime priority must be between 1 and 99")
     else:  # pragma: no cover - every option with a value is handled above
         raise AssertionError(name)
+
+
+def _seconds(value: str, what: str) -> float:
+    """A positive number of seconds (fractions allowed), at most a day."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86400:  # also refuses nan and inf
+        raise ConfigError(f"Invalid {what}: [{value}] (seconds, 0 < t <= 86400)")
+    return seconds
 
 
 def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Config:

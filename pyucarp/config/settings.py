@@ -13,6 +13,9 @@ DEFAULT_GROUP = IPv4Address("224.0.0.18")
 DEFAULT_FACILITY = "daemon"  # syslog facility when -f is not given
 DEFAULT_SCRIPT_TIMEOUT = 60.0  # seconds before a hung up/down script is killed
 MAX_PASSWORD_BYTES = 19  # ucarp keeps the key in 20 bytes, NUL included
+DEFAULT_TRACK_INTERVAL = 2.0  # seconds between two starts of a check
+DEFAULT_TRACK_FALL = 2  # failures in a row that make a check failed
+DEFAULT_TRACK_RISE = 2  # successes in a row that make it good again
 
 
 class Config(NamedTuple):
@@ -46,6 +49,33 @@ class Config(NamedTuple):
     pidfile: str | None = None
     statedir: str | None = None
     script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
+    # Service health (docs/health.md): checks, tracked interfaces, what failing does.
+    track_scripts: tuple[str, ...] = ()
+    track_interval: float = DEFAULT_TRACK_INTERVAL
+    track_timeout: float | None = None  # None: the interval
+    track_fall: int = DEFAULT_TRACK_FALL
+    track_rise: int = DEFAULT_TRACK_RISE
+    track_interfaces: tuple[str, ...] = ()
+    track_weight: int | None = None  # None: unhealthy means FAULT
+    notify: str | None = None
+    realtime: int | None = None  # SCHED_RR priority, None: normal scheduling
+
+    @property
+    def tracked(self) -> bool:
+        """Whether health checks or tracked interfaces decide this instance's health."""
+        return bool(self.track_scripts or self.track_interfaces)
+
+    @property
+    def check_timeout(self) -> float:
+        """Seconds before a running check is killed and counts as failed."""
+        return self.track_interval if self.track_timeout is None else self.track_timeout
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'***' if name == 'password' else repr(value)}"
+            for name, value in zip(self._fields, self, strict=True)
+        )
+        return f"Config({shown})"  # never the password: configs end up in logs and tracebacks
 
     @property
     def device(self) -> str:

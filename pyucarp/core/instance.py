@@ -27,6 +27,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from pyucarp.core.codec import Advert, AdvertCodec, Dropped, DropReason, gratuitous_arp
+from pyucarp.core.health import HealthJudge
 from pyucarp.core.machine import (
     Action,
     CarpMachine,
@@ -84,8 +85,12 @@ class CarpInstance:
         params: Params,
         mac: bytes,
         random_bits: Callable[[int], int],
+        health: HealthJudge | None = None,
     ) -> None:
+        """``health``: the judge of the tracked checks and interfaces, when there are any
+        (``params.tracked`` must then be true: health starts unknown)."""
         self.vip = vip
+        self.health = health
         self.mac = mac  # the interface's own MAC: gratuitous ARPs carry it
         self._random_bits = random_bits
         self.codec = AdvertCodec(
@@ -169,6 +174,20 @@ class CarpInstance:
     def set_link(self, now: float, up: bool) -> None:
         """Carrier lost or back."""
         self._apply(self.machine.set_link(now, up))
+
+    def check_result(self, index: int, ok: bool, now: float) -> None:
+        """One run of tracked check ``index`` ended; the machine hears of verdict changes."""
+        if self.health is not None:
+            self._judge(self.health.check_result(index, ok), now)
+
+    def tracked_interface(self, name: str, up: bool, now: float) -> None:
+        """A tracked interface gained or lost carrier (or vanished: ``up`` False)."""
+        if self.health is not None:
+            self._judge(self.health.interface(name, up), now)
+
+    def _judge(self, verdict: bool | None, now: float) -> None:
+        if verdict is not None:
+            self._apply(self.machine.set_health(now, verdict))
 
     def set_mac(self, mac: bytes) -> None:
         """The interface was re-created with another MAC."""

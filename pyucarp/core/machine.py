@@ -46,6 +46,19 @@ Where pyucarp deliberately does better (each keeps a mixed cluster correct):
   backups are listening.
 * Persistent maintenance: a node in maintenance stays BACKUP until released.
 * Carrier loss: a node without carrier goes BACKUP and is silent until carrier returns.
+
+Service health (pyucarp only; the shell runs the checks and reports ``set_health``):
+
+* An instance with checks starts with its health unknown: it listens as BACKUP but never
+  becomes MASTER (timer, preemption, leave advert) before its first healthy decision.
+* Unhealthy, without a weight: FAULT. A MASTER runs its downscript and then sends the
+  leave advert, so every backup (ucarp's too) takes over at once; a BACKUP just moves to
+  FAULT. In FAULT the instance sends nothing and never takes over (keepalived's FAULT).
+  Healthy again: FAULT -> BACKUP (no downscript: the address is already gone), then the
+  usual rules (the master-down timer, or preemption with -P).
+* Unhealthy, with a weight N: the advertised skew (and the master-down time) grows by N,
+  capped at 240 — a softer demotion: preempting backups take over, others do not. A
+  MASTER advertises the new skew at once.
 """
 
 from __future__ import annotations
@@ -67,6 +80,7 @@ SUPPRESSED_ADVSKEW = 240  # ucarp's CARP_BULK_UPDATE_MIN_DELAY
 DEMOTION_QUIET = 3.0  # ucarp sleeps 3 s after SIGUSR2
 DELAYED_ARP_ADVERTS = 2  # the second ARP goes out two adverts after the first one
 LEAVE_SKEW_DIVISOR = 8  # after a leave advert, wait advskew/256/8 s before taking over
+WEIGHTED_ADVSKEW_CAP = 240  # a weight never pushes the advertised skew past this
 
 
 class State(enum.Enum):
@@ -75,6 +89,7 @@ class State(enum.Enum):
     INIT = "INIT"
     BACKUP = "BACKUP"
     MASTER = "MASTER"
+    FAULT = "FAULT"  # pyucarp: unhealthy, silent, never MASTER
 
 
 class Reason(enum.Enum):
@@ -90,6 +105,8 @@ class Reason(enum.Enum):
     MAINTENANCE = "maintenance"
     LINK_DOWN = "carrier lost"
     SHUTDOWN = "shutdown"
+    UNHEALTHY = "service unhealthy"
+    HEALTHY = "service healthy again"
 
 
 class Severity(enum.Enum):
@@ -155,6 +172,8 @@ class Params(NamedTuple):
     # ucarp compares s_addr values as native integers: a cluster must agree on this.
     byteorder: Literal["little", "big"] = "little" if sys.byteorder == "little" else "big"
     demotion_quiet: float = DEMOTION_QUIET
+    tracked: bool = False  # health checks configured: health is unknown until reported
+    track_weight: int | None = None  # unhealthy: add this to advskew instead of FAULT
 
 
 class MasterInfo(NamedTuple):
@@ -208,6 +227,7 @@ class CarpMachine:
         self.master: MasterInfo | None = None
         self.maintenance = False
         self.link_up = True
+        self.health: bool | None = None if params.tracked else True
         self._counter: int | None = None  # None: no peer accepted yet, random counters
         self._advert_due: float | None = None
         self._master_down_at: float | None = None
@@ -224,10 +244,21 @@ class CarpMachine:
 
     @property
     def advskew(self) -> int:
-        """The skew we advertise now: 240 while send errors suppress us."""
-        if self._suppressed and self.params.advskew < SUPPRESSED_ADVSKEW:
+        """The skew we advertise now: weighted while unhealthy, 240 while send errors
+        suppress us."""
+        skew = self.weighted_advskew
+        if self._suppressed and skew < SUPPRESSED_ADVSKEW:
             return SUPPRESSED_ADVSKEW
-        return self.params.advskew
+        return skew
+
+    @property
+    def weighted_advskew(self) -> int:
+        """Our skew with the health weight applied (the configured one while healthy)."""
+        skew = self.params.advskew
+        weight = self.params.track_weight
+        if weight is None or self.health is not False or skew >= WEIGHTED_ADVSKEW_CAP:
+            return skew
+        return min(skew + weight, WEIGHTED_ADVSKEW_CAP)
 
     @property
     def suppressed(self) -> bool:
@@ -298,7 +329,7 @@ class CarpMachine:
                     )
                 )
             return actions
-        # BACKUP
+        # BACKUP or FAULT
         if advert.is_leave:
             self.master = None
             return self._master_left(now, actions)
@@ -306,8 +337,8 @@ class CarpMachine:
         # Someone already took over (our downscript was slow): a late leave advert would
         # only make the other backups take over a second time.
         self._leave_pending = False
-        if self._quiet_until is not None or self.maintenance:
-            # Demoted or in maintenance: listen, never take over.
+        if self._quiet_until is not None or self.maintenance or not self._may_take_over:
+            # Demoted, in maintenance, in FAULT or of unknown health: listen only.
             return actions
         if self.params.preempt and ours < theirs:
             self._become_master(now, Reason.PREEMPTION, actions)
@@ -346,9 +377,10 @@ class CarpMachine:
         return actions
 
     def demote(self, now: float) -> list[Action]:
-        """SIGUSR2: a non-BACKUP node goes BACKUP and stays quiet for 3 s (ucarp)."""
+        """SIGUSR2: a non-BACKUP node goes BACKUP and stays quiet for 3 s (ucarp); FAULT
+        stays FAULT."""
         actions: list[Action] = []
-        if self.state is State.BACKUP:
+        if self.state in (State.BACKUP, State.FAULT):
             return actions
         self._leave_master(now, Reason.DEMOTION, actions)
         self._master_down_at = None
@@ -363,7 +395,7 @@ class CarpMachine:
         self.maintenance = on
         if on:
             actions.append(Log(Severity.WARNING, "Entering maintenance: staying BACKUP"))
-            if self.state is not State.BACKUP:
+            if self.state in (State.MASTER, State.INIT):
                 self._leave_master(now, Reason.MAINTENANCE, actions)
             self._master_down_at = None
         else:
@@ -380,7 +412,7 @@ class CarpMachine:
         self.link_up = up
         if not up:
             actions.append(Log(Severity.WARNING, "Interface lost its carrier"))
-            if self.state is not State.BACKUP:
+            if self.state in (State.MASTER, State.INIT):
                 self._enter(now, State.BACKUP, Reason.LINK_DOWN, actions)
             self._advert_due = None
             self._master_down_at = None
@@ -391,13 +423,48 @@ class CarpMachine:
                 self._arm_master_down(now)
         return actions
 
-    def shutdown(self, now: float) -> list[Action]:
-        """Graceful exit (-z): downscript unless already BACKUP, then a leave advert if
-        we were MASTER. The shell waits for the downscript before it exits."""
+    def set_health(self, now: float, healthy: bool) -> list[Action]:
+        """The shell's verdict on the tracked checks and interfaces (see the rules above)."""
         actions: list[Action] = []
-        if self.state is State.MASTER and self.link_up:
-            self._leave_pending = True
-        if self.state is not State.BACKUP:
+        if healthy is self.health:
+            return actions
+        first = self.health is None
+        self.health = healthy
+        if self.params.track_weight is not None:
+            skew = self.weighted_advskew
+            actions.append(Log(Severity.WARNING, (
+                f"Service unhealthy: advertising advskew {skew}" if not healthy
+                else f"Service healthy: advertising advskew {skew}")))
+            if self.state is State.MASTER:
+                self._send_advert(self.params.advbase, self.advskew, actions)
+            elif self.state is State.BACKUP and self._quiet_until is None and (
+                first or self._master_down_at is not None
+            ):
+                self._arm_master_down(now)  # the weighted skew orders the backups too
+            return actions
+        if not healthy:
+            actions.append(Log(Severity.WARNING, "Service unhealthy: entering FAULT"))
+            if self.state is State.MASTER and self.link_up:
+                self._leave_pending = True
+            if self.state in (State.MASTER, State.BACKUP):
+                self._enter(now, State.FAULT, Reason.UNHEALTHY, actions)
+            self._release_leave(actions)
+            return actions
+        if self.state is State.FAULT:
+            actions.append(Log(Severity.WARNING, "Service healthy: leaving FAULT"))
+            self._enter(now, State.BACKUP, Reason.HEALTHY, actions)
+        elif first:
+            actions.append(Log(Severity.NOTICE, "Service healthy"))
+        if self.state is State.BACKUP and self._quiet_until is None:
+            self._arm_master_down(now)
+        return actions
+
+    def shutdown(self, now: float) -> list[Action]:
+        """Graceful exit (-z): downscript unless already BACKUP or FAULT, then a leave
+        advert if we were MASTER. The shell waits for the downscript before it exits."""
+        actions: list[Action] = []
+        if self.state in (State.MASTER, State.INIT):  # FAULT has given the address up
+            self._leave_pending = self.state is State.MASTER and self.link_up
             actions.append(StateChanged(self.state, State.BACKUP, Reason.SHUTDOWN))
             self.state = State.BACKUP
             self._run_downscript(actions)
@@ -423,24 +490,32 @@ class CarpMachine:
 
     # ------------------------------------------------------------------ internals
 
+    @property
+    def _may_take_over(self) -> bool:
+        """BACKUP with a known, good health (a weight keeps a sick node in the running)."""
+        if self.state is not State.BACKUP or self.health is None:
+            return False
+        return self.health or self.params.track_weight is not None
+
     def _tie_lost_to(self, src: IPv4Address) -> bool:
         order = self.params.byteorder
         return tie_value(src, order) < tie_value(self.params.srcip, order)
 
     def _arm_master_down(self, now: float) -> None:
         self._master_left_pending = False
-        if self.maintenance or not self.link_up:
+        if self.maintenance or not self.link_up or not self._may_take_over:
             self._master_down_at = None
             return
         p = self.params
-        self._master_down_at = now + master_down_interval(p.advbase, p.advskew, p.deadratio)
+        self._master_down_at = now + master_down_interval(
+            p.advbase, self.weighted_advskew, p.deadratio)
 
     def _master_left(self, now: float, actions: list[Action]) -> list[Action]:
-        if self._quiet_until is not None or self.maintenance:
+        if self._quiet_until is not None or self.maintenance or not self._may_take_over:
             return actions
         # Keep (a fraction of) the skew part of the master-down time so that, of several
         # backups, the most preferred one takes over first and the others hear it.
-        delay = leave_takeover_delay(self.params.advskew)
+        delay = leave_takeover_delay(self.weighted_advskew)
         if delay <= 0:
             self._become_master(now, Reason.MASTER_LEFT, actions)
         else:
@@ -491,10 +566,18 @@ class CarpMachine:
         self.state = new
         self.since = now
         self.transitions += 1
-        if new is State.BACKUP:
+        if new is State.FAULT:
             self._advert_due = None
             self._delayed_arp = -1
-            if old is not State.INIT or not self.params.neutral:
+            self._master_down_at = None
+            if old is State.MASTER:
+                self._run_downscript(actions)
+        elif new is State.BACKUP:
+            self._advert_due = None
+            self._delayed_arp = -1
+            # Entering BACKUP runs the downscript (ucarp), except at a neutral start and
+            # after FAULT, which already gave the address up.
+            if old is State.MASTER or (old is State.INIT and not self.params.neutral):
                 self._run_downscript(actions)
 
     def _next_counter(self) -> int:

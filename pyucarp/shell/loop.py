@@ -71,7 +71,18 @@ def check_instance(config: Config, log: InstanceLog) -> InterfaceFacts:
             log.warning(f"Warning: no script called when going {word}")
         elif not os.path.isfile(script) or not os.access(script, os.X_OK):
             raise ConfigError(f"Script [{script}] is not an executable file")
+    if config.notify and (not os.path.isfile(config.notify)
+                          or not os.access(config.notify, os.X_OK)):
+        raise ConfigError(f"Script [{config.notify}] is not an executable file")
     return facts
+
+
+def _has_carrier(device: str) -> bool:
+    """Whether ``device`` exists and has carrier now (a tracked interface's first state)."""
+    try:
+        return interface_facts(device).running
+    except UcarpError:
+        return False
 
 
 def _vhid_of(frame: bytes) -> int | None:
@@ -280,6 +291,8 @@ class EventLoop:
         port = self._port_of(runtime)
         link_up = port.facts.running if port is not None else False
         self._guarded(runtime, runtime.start, now, link_up=link_up)
+        for name in runtime.config.track_interfaces:
+            self._guarded(runtime, runtime.tracked_interface, name, _has_carrier(name), now)
         self._schedule(runtime)
 
     def _register_port(self, port: Port) -> None:
@@ -341,8 +354,8 @@ class EventLoop:
 
     def _settle(self, runtime: InstanceRuntime) -> None:
         """Re-arm an instance after it ran; close a retiring one whose scripts are done."""
-        if runtime in self._retiring and not runtime.scripts_busy() and \
-                runtime.runner.next_deadline() is None:
+        if runtime in self._retiring and not runtime.has_children() and \
+                runtime.children_deadline() is None:
             self._close_retired(runtime)
             return
         self._schedule(runtime)
@@ -421,6 +434,7 @@ class EventLoop:
                 for port in list(self.ports.values()):
                     if event.name == port.device or event.index == port.facts.index:
                         self._link_event(port, event, now)
+                self._tracked_link(event.name, event.running and not event.deleted, now)
             elif isinstance(event, AddressEvent):
                 for port in self.ports.values():
                     if event.index == port.facts.index:
@@ -430,6 +444,15 @@ class EventLoop:
             else:  # netlink overrun: re-read the facts
                 for port in list(self.ports.values()):
                     self._refresh_facts(port, now)
+                tracked = {n for rt in self.instances.values() for n in rt.config.track_interfaces}
+                for name in tracked:
+                    self._tracked_link(name, _has_carrier(name), now)
+
+    def _tracked_link(self, name: str, up: bool, now: float) -> None:
+        for runtime in list(self.instances.values()):
+            if name in runtime.config.track_interfaces:
+                self._guarded(runtime, runtime.tracked_interface, name, up, now)
+                self._schedule(runtime)
 
     def _link_event(self, port: Port, event: LinkEvent, now: float) -> None:
         if event.deleted:
@@ -526,7 +549,7 @@ class EventLoop:
 
     def _reap_all(self, now: float) -> None:
         for runtime in self._all():
-            if runtime.runner.running():
+            if runtime.has_children():
                 self._guarded(runtime, runtime.reap_scripts, now)
                 self._settle(runtime)
 
@@ -576,12 +599,12 @@ class EventLoop:
         while True:
             now = self.clock()
             busy = [rt for rt in self._retiring
-                    if rt.scripts_busy() or rt.runner.next_deadline() is not None]
+                    if rt.has_children() or rt.children_deadline() is not None]
             if not busy or now >= deadline:
                 break
             wake = deadline
             for runtime in busy:
-                due = runtime.runner.next_deadline()
+                due = runtime.children_deadline()
                 if due is not None and due < wake:
                     wake = due
             self._selector.select(max(0.0, min(wake - now, 0.5)))
@@ -591,7 +614,8 @@ class EventLoop:
                 self._guarded(runtime, runtime.reap_scripts, self.clock())
         for runtime in self._retiring:
             if runtime.scripts_busy():
-                # Past the deadline: the runner kills what still runs.
+                # Past the deadline: the runners kill what still runs.
                 results = runtime.runner.drain(time.monotonic())
+                runtime.notifier.drain(time.monotonic())
                 self._guarded(runtime, runtime.finish_scripts, results, self.clock())
 

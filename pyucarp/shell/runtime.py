@@ -15,14 +15,18 @@ from collections.abc import Callable, Mapping
 
 from pyucarp.config.settings import Config
 from pyucarp.core.codec import Dropped, DropReason
+from pyucarp.core.health import HealthJudge
 from pyucarp.core.instance import CarpInstance, Frame
 from pyucarp.core.machine import Log, Params, RunScript, Severity, State, StateChanged
 from pyucarp.records import TYPE_CHECKING
+from pyucarp.shell.checks import CheckResult, CheckRunner
 from pyucarp.shell.iface import AddressEvent
 from pyucarp.shell.logs import InstanceLog, Level
 from pyucarp.shell.scripts import ScriptResult, ScriptRunner
 from pyucarp.shell.statefile import (
+    HEALTH_UNTRACKED,
     STATE_REFRESH_SECONDS,
+    CheckRecord,
     InstanceStatus,
     MasterRecord,
     ScriptRecord,
@@ -89,11 +93,23 @@ class InstanceRuntime:
                 preempt=config.preempt,
                 neutral=config.neutral,
                 srcip=config.srcip,
+                tracked=config.tracked,
+                track_weight=config.track_weight,
             ),
             mac=mac,
             random_bits=random_bits,
+            health=HealthJudge(len(config.track_scripts), config.track_interfaces,
+                               fall=config.track_fall, rise=config.track_rise)
+            if config.tracked else None,
         )
+        env = {**os.environ, **script_env} if script_env else None
         self.runner = ScriptRunner(log, timeout=config.script_timeout, env=script_env)
+        # Notifications queue apart from the up/down scripts: one never waits for the other.
+        self.notifier = ScriptRunner(log, timeout=config.script_timeout, env=script_env)
+        self.checks = CheckRunner(config.track_scripts, interval=config.track_interval,
+                                  timeout=config.check_timeout, env=env) \
+            if config.track_scripts else None
+        self.last_check: CheckResult | None = None
         self.statefile = statefile or StateFile.for_config(config)
         self.last_script: ScriptResult | None = None
         self._state_refresh_at = 0.0
@@ -105,14 +121,25 @@ class InstanceRuntime:
     def next_deadline(self) -> float:
         """When the loop must call :meth:`service` even if nothing arrives."""
         due = self._state_refresh_at
-        for when in (self.core.get_timer(), self.runner.next_deadline()):
+        for when in (self.core.get_timer(), self.children_deadline()):
             if when is not None and when < due:
                 due = when
         return due
 
+    def children_deadline(self) -> float | None:
+        """The earliest deadline of the scripts, notifications and checks."""
+        times = [t for t in (self.runner.next_deadline(), self.notifier.next_deadline(),
+                             self.checks.next_deadline() if self.checks else None)
+                 if t is not None]
+        return min(times) if times else None
+
     def scripts_busy(self) -> bool:
-        """True while a script runs or waits to run."""
-        return self.runner.running() or self.runner.pending() > 0
+        """True while an up/down script or a notification runs or waits to run."""
+        return any(r.running() or r.pending() > 0 for r in (self.runner, self.notifier))
+
+    def has_children(self) -> bool:
+        """True while any child process of this instance runs (a check included)."""
+        return self.scripts_busy() or (self.checks is not None and self.checks.running())
 
     # ------------------------------------------------------------------ inputs
 
@@ -139,7 +166,12 @@ class InstanceRuntime:
             self.write_state(now)  # a new master is news for status
 
     def reap_scripts(self, now: float) -> None:
-        """Collect finished scripts (the loop calls this on SIGCHLD too)."""
+        """Collect finished scripts and checks, start due ones (the loop calls this on
+        SIGCHLD too)."""
+        self.notifier.handle(now)
+        if self.checks is not None:
+            for check in self.checks.handle(now):
+                self._check_done(check, now)
         for result in self.runner.handle(now):
             self.last_script = result
             kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
@@ -152,6 +184,26 @@ class InstanceRuntime:
         if self.config.ignoreifstate:
             return
         self.core.set_link(now, up)
+        self._pump(now)
+
+    def tracked_interface(self, name: str, up: bool, now: float) -> None:
+        """Carrier news (or the end) of a tracked interface."""
+        before = self.core.machine.health
+        self.core.tracked_interface(name, up, now)
+        self._pump(now)
+        if self.core.machine.health is not before:
+            what = "has carrier" if up else "has no carrier or is gone"
+            self.log.warning(f"Tracked interface [{name}] {what}")
+            self.write_state(now)
+
+    def _check_done(self, check: CheckResult, now: float) -> None:
+        self.last_check = check
+        if not check.ok:
+            why = check.error or ("timed out" if check.timed_out else f"exit {check.returncode}")
+            self.log.limited(f"check-{check.check}", Level.WARNING,
+                             f"Check [{check.command}] failed ({why})"
+                             + (f": {check.output}" if check.output else ""), now)
+        self.core.check_result(check.check, check.ok, now)
         self._pump(now)
 
     def set_mac(self, mac: bytes) -> None:
@@ -197,9 +249,13 @@ class InstanceRuntime:
         self.write_state(now)
 
     def shutdown(self, now: float) -> None:
-        """Leave gracefully: downscript, then the leave advert once it has run."""
+        """Leave gracefully: downscript, then the leave advert once it has run; no more
+        checks; the notify script hears STOP."""
+        if self.checks is not None:
+            self.checks.stop()
         self.core.shutdown(now)
         self._pump(now)
+        self._notify("STOP", now)
 
     def finish_scripts(self, results: list[ScriptResult], now: float) -> None:
         """Results of a forced drain at exit, handed in by the loop."""
@@ -227,11 +283,18 @@ class InstanceRuntime:
                 elif isinstance(event, RunScript):
                     self._run_script(now, event.kind)
                 elif isinstance(event, StateChanged):
+                    self._notify(event.new.value, now)
                     self.write_state(now)
                 elif isinstance(event, Log):
                     self.log.log(_SEVERITY_LEVEL[event.severity], event.message)
         self.log.limited("pump", Level.ERROR, "Internal error: the state machine does not settle",
                          now)
+
+    def _notify(self, state: str, now: float) -> None:
+        if self.config.notify:
+            c = self.config
+            self.notifier.submit("notify", [c.notify, state, c.interface, c.addr_text,
+                                            str(c.vhid)], now)
 
     def _transmit(self, frame: Frame, now: float) -> None:
         ok = self.transmit(frame.data, now)
@@ -276,6 +339,7 @@ class InstanceRuntime:
         counters = core.counters
         master = m.master
         last = self.last_script
+        check = self.last_check
         wall = time.time()
         return InstanceStatus(
             pid=os.getpid(),
@@ -304,4 +368,16 @@ class InstanceRuntime:
                 last.kind, tuple(last.argv), last.returncode, last.signal,
                 round(last.duration, 3), last.timed_out, last.error,
             ),
+            health=self.health_word(),
+            last_check=None if check is None else CheckRecord(
+                check.command, check.ok, check.returncode, round(check.duration, 3),
+                check.timed_out, check.output, check.error,
+            ),
+            tracked_interfaces={} if core.health is None else core.health.interfaces,
         )
+
+    def health_word(self) -> str:
+        """healthy, unhealthy, unknown (not decided yet) or untracked."""
+        if self.core.health is None:
+            return HEALTH_UNTRACKED
+        return {True: "healthy", False: "unhealthy", None: "unknown"}[self.core.machine.health]

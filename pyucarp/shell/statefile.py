@@ -63,6 +63,22 @@ class ScriptRecord(NamedTuple):
         return self.timed_out or self.error is not None or self.returncode != 0
 
 
+class CheckRecord(NamedTuple):
+    """How the last run of a tracked check ended (``pyucarp.shell.checks.CheckResult``)."""
+
+    command: str
+    ok: bool
+    returncode: int | None
+    duration: float
+    timed_out: bool
+    output: str  # its last line of output
+    error: str | None
+
+
+HEALTH_UNTRACKED = "untracked"  # no checks, no tracked interfaces
+HEALTH_VALUES = ("healthy", "unhealthy", "unknown", HEALTH_UNTRACKED)
+
+
 class InstanceStatus(NamedTuple):
     """Everything an admin wants to know about one instance: the state file's schema."""
 
@@ -74,7 +90,7 @@ class InstanceStatus(NamedTuple):
     srcip: str
     advbase: int
     advskew: int
-    state: str  # INIT, BACKUP or MASTER
+    state: str  # INIT, BACKUP, MASTER or FAULT
     since: float  # wall-clock time of the last state change
     updated: float  # wall-clock time of this snapshot: the daemon's heartbeat
     transitions: int
@@ -87,6 +103,10 @@ class InstanceStatus(NamedTuple):
     dropped: dict[str, int]  # by drop reason
     replay_window: int
     last_script: ScriptRecord | None
+    # Service health; files written before these fields existed read as untracked.
+    health: str = HEALTH_UNTRACKED  # one of HEALTH_VALUES
+    last_check: CheckRecord | None = None
+    tracked_interfaces: dict[str, bool | None] = {}  # shared default: never mutated
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (nested records as objects)."""
@@ -94,6 +114,8 @@ class InstanceStatus(NamedTuple):
         doc["master"] = None if self.master is None else self.master._asdict()
         if self.last_script is not None:
             doc["last_script"] = {**self.last_script._asdict(), "argv": list(self.last_script.argv)}
+        doc["last_check"] = None if self.last_check is None else self.last_check._asdict()
+        doc["tracked_interfaces"] = dict(self.tracked_interfaces)
         return doc
 
     @classmethod
@@ -101,8 +123,7 @@ class InstanceStatus(NamedTuple):
         """Read a document back; ValueError names the first field that is wrong."""
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
-        values = {name: _field(doc, name, _TYPES[name]) for name in cls._fields
-                  if name not in ("master", "last_script", "dropped")}
+        values = {name: _field(doc, name, _TYPES[name]) for name in _TYPES}
         dropped = doc.get("dropped", {})
         if not isinstance(dropped, dict) or not all(
             isinstance(k, str) and _is_int(v) for k, v in dropped.items()
@@ -110,11 +131,23 @@ class InstanceStatus(NamedTuple):
             raise ValueError("field 'dropped' is not a map of counts")
         master = doc.get("master")
         last = doc.get("last_script")
+        health = doc.get("health", HEALTH_UNTRACKED)
+        if health not in HEALTH_VALUES:
+            raise ValueError(f"field 'health' is not one of {', '.join(HEALTH_VALUES)}")
+        check = doc.get("last_check")
+        tracked = doc.get("tracked_interfaces", {})
+        if not isinstance(tracked, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, bool)) for k, v in tracked.items()
+        ):
+            raise ValueError("field 'tracked_interfaces' is not a map of carrier states")
         return cls(
             **values,
             dropped=dict(dropped),
             master=None if master is None else _master(master),
             last_script=None if last is None else _script(last),
+            health=health,
+            last_check=None if check is None else _check(check),
+            tracked_interfaces=dict(tracked),
         )
 
 
@@ -146,6 +179,12 @@ def _master(doc: object) -> MasterRecord:
     return MasterRecord(**{n: _field(doc, n, t) for n, t in _MASTER_TYPES.items()})
 
 
+def _check(doc: object) -> CheckRecord:
+    if not isinstance(doc, dict):
+        return _bad("last_check")  # type: ignore[no-any-return]
+    return CheckRecord(**{n: _field(doc, n, t) for n, t in _CHECK_TYPES.items()})
+
+
 def _script(doc: object) -> ScriptRecord:
     if not isinstance(doc, dict):
         return _bad("last_script")  # type: ignore[no-any-return]
@@ -167,6 +206,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 _MASTER_TYPES: dict[str, tuple[type, ...]] = {
     "address": (str,), "advbase": (int,), "advskew": (int,),
+}
+_CHECK_TYPES: dict[str, tuple[type, ...]] = {
+    "command": (str,), "ok": (bool,), "returncode": (int, type(None)), "duration": _NUMBER,
+    "timed_out": (bool,), "output": (str,), "error": (str, type(None)),
 }
 _SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
     "kind": (str,), "argv": (list,), "returncode": (int, type(None)),
