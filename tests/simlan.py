@@ -18,6 +18,9 @@ Nodes can be started late, killed (they vanish silently), revived (a fresh proce
 partitioned, demoted (SIGUSR2), put in maintenance, unplugged, made to fail their sends, and
 shut down gracefully (-z: as the daemon's exit path, the node stops listening, drains its
 scripts, feeding their ends to the machine so that the leave advert goes out, then ends).
+A node with tracked checks (``NodeSpec(tracked=True)``) is told each check's results at
+virtual times (``check``, ``check_series``) and its tracked interfaces' carrier
+(``tracked_interface``), as the daemon's check runner and link monitor report them.
 The simulation records every state change, so that tests can measure how long the segment
 had two masters ("dual master time") or none ("no-master time").
 """
@@ -33,6 +36,7 @@ from ipaddress import IPv4Address
 from typing import Literal
 
 from pyucarp.core.codec import Advert, Dropped, DropReason, parse_frame
+from pyucarp.core.health import HealthJudge
 from pyucarp.core.instance import CarpInstance
 from pyucarp.core.machine import (
     CarpMachine,
@@ -83,6 +87,14 @@ class NodeSpec:
     byteorder: Literal["little", "big"] = "little"
     script_time: float = 0.05  # how long its up/down scripts take
     scripts_ok: bool = True  # whether they exit with status 0
+    # Service health: ``checks`` tracked checks and these tracked interfaces, judged with
+    # fall/rise; unhealthy means FAULT, or with ``track_weight`` a higher advertised skew.
+    tracked: bool = False
+    checks: int = 1
+    track_interfaces: tuple[str, ...] = ()
+    fall: int = 1
+    rise: int = 1
+    track_weight: int | None = None
 
     def params(self) -> Params:
         """The machine parameters for this node."""
@@ -94,7 +106,15 @@ class NodeSpec:
             neutral=self.neutral,
             srcip=self.srcip,
             byteorder=self.byteorder,
+            tracked=self.tracked,
+            track_weight=self.track_weight,
         )
+
+    def health(self) -> HealthJudge | None:
+        """A fresh judge of its checks and tracked interfaces (None when untracked)."""
+        if not self.tracked:
+            return None
+        return HealthJudge(self.checks, self.track_interfaces, fall=self.fall, rise=self.rise)
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,8 @@ class SimNode:
     accepted: list[tuple[float, Advert]] = field(default_factory=list)
     drops: Counter[DropReason] = field(default_factory=Counter)
     logs: list[tuple[float, Log]] = field(default_factory=list)
+    check_results: list[tuple[float, int, bool]] = field(default_factory=list)  # (t, check, ok)
+    health_changes: list[tuple[float, bool | None]] = field(default_factory=list)  # verdicts
 
     @property
     def name(self) -> str:
@@ -250,6 +272,7 @@ class SimLan:
                 params=spec.params(),
                 mac=b"\x02\x00\x00\x00\x00" + bytes([len(self.nodes) & 0xFF]),
                 random_bits=rng.getrandbits,
+                health=spec.health(),
             )
             self._record(node, None, State.INIT, "process started")
             node.instance.start(self.now)
@@ -303,6 +326,48 @@ class SimLan:
                 self._pump(node)
 
         self.at(at, go)
+
+    def check(self, name: str, ok: bool, at: float, index: int = 0) -> None:
+        """A run of the node's tracked check ``index`` ended at ``at`` (``ok``: exit status
+        0). Results reach a running node only (its check runner dies with it, and stops at
+        -z)."""
+
+        def feed(instance: CarpInstance) -> None:
+            node = self.nodes[name]
+            node.check_results.append((self.now, index, ok))
+            before = instance.machine.health
+            instance.check_result(index, ok, self.now)
+            if instance.machine.health is not before:
+                node.health_changes.append((self.now, instance.machine.health))
+
+        self._call(name, at, feed)
+
+    def check_series(
+        self, name: str, ok: Callable[[float], bool], start: float, end: float, every: float,
+        index: int = 0,
+    ) -> list[tuple[float, bool]]:
+        """Runs of check ``index`` at ``start``, ``start + every``, ... up to ``end``, each
+        ending ``ok(t)``; returns the (time, result) pairs scheduled."""
+        series: list[tuple[float, bool]] = []
+        k = 0
+        while start + k * every <= end:
+            t = start + k * every
+            series.append((t, ok(t)))
+            self.check(name, ok(t), t, index)
+            k += 1
+        return series
+
+    def tracked_interface(self, name: str, iface: str, up: bool, at: float) -> None:
+        """A tracked interface of the node gained (``up``) or lost its carrier."""
+
+        def feed(instance: CarpInstance) -> None:
+            node = self.nodes[name]
+            before = instance.machine.health
+            instance.tracked_interface(iface, up, self.now)
+            if instance.machine.health is not before:
+                node.health_changes.append((self.now, instance.machine.health))
+
+        self._call(name, at, feed)
 
     def set_send_ok(self, name: str, ok: bool, at: float) -> None:
         """Make the node's sends fail (reported to its machine) or work again."""

@@ -24,7 +24,13 @@ import pytest
 from pyucarp.lab.daemons import Daemon, pyucarp_env, start_node
 from pyucarp.lab.netlab import Host, Lab, wait_until
 from pyucarp.ops import admin, metrics
-from pyucarp.shell.statefile import InstanceStatus, MasterRecord, ScriptRecord, StateFile
+from pyucarp.shell.statefile import (
+    CheckRecord,
+    InstanceStatus,
+    MasterRecord,
+    ScriptRecord,
+    StateFile,
+)
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -152,6 +158,9 @@ def test_status_table_and_json(tmp_path: Path, live_pid: int) -> None:
         ("timeout", {"last_script": script("up", None, timed_out=True)}, "script-failed"),
         ("spawn", {"last_script": script("up", None, error="No such file")}, "script-failed"),
         ("hung", {"updated": time.time() - 3600}, "hung"),
+        ("fault", {"state": "FAULT", "health": "unhealthy"}, "service-unhealthy"),
+        # With --track-weight an unhealthy node is not FAULT, but its service is still down.
+        ("weighted", {"state": "BACKUP", "health": "unhealthy"}, "service-unhealthy"),
     ],
 )
 def test_status_unhealthy(tmp_path: Path, live_pid: int, case: str, changes: dict[str, Any],
@@ -339,6 +348,118 @@ def test_one_signal_per_process_and_each_instance_confirms_on_its_own(
     assert len(sent) == 2 and maintenance() == [True, True, True]
     assert switch(["192.0.2.101", "eth0-3"], False)[0].startswith("eth0-1: maintenance off")
     assert len(sent) == 3 and maintenance() == [False, True, False]
+
+
+# --------------------------------------------------------------------------- service health
+
+
+def check(ok: bool, returncode: int | None, *, output: str = "", duration: float = 0.012,
+          timed_out: bool = False, error: str | None = None) -> CheckRecord:
+    """How the last tracked check ended, as the state file records it."""
+    return CheckRecord("curl -fsS http://127.0.0.1/", ok, returncode, duration, timed_out,
+                       output, error)
+
+
+def health_cluster(statedir: Path, pid: int) -> None:
+    """Four instances of one host: healthy, FAULT, undecided, untracked."""
+    long_line = "connection refused by 127.0.0.1 port 80 after three attempts"
+    write_state(statedir, "eth0-1", snapshot(
+        pid, vhid=1, vip="192.0.2.101", health="healthy",
+        last_check=check(True, 0, output="200 OK"), tracked_interfaces={"dummy0": True}))
+    write_state(statedir, "eth0-2", snapshot(
+        pid, vhid=2, vip="192.0.2.102", state="FAULT", master=None, health="unhealthy",
+        last_check=check(False, 7, output=long_line, duration=0.031),
+        tracked_interfaces={"dummy0": True, "eth9": False}))
+    write_state(statedir, "eth0-3", snapshot(
+        pid, vhid=3, vip="192.0.2.103", state="BACKUP", health="unknown",
+        tracked_interfaces={"dummy0": None}))
+    write_state(statedir, "eth0-4", snapshot(pid, vhid=4, vip="192.0.2.104"))
+
+
+def test_status_shows_service_health(tmp_path: Path, live_pid: int) -> None:
+    health_cluster(tmp_path, live_pid)
+    proc = run_cmd("status", "--statedir", str(tmp_path))
+    assert proc.returncode == 1, proc.stdout  # the FAULT instance's service needs a person
+    header, *lines = proc.stdout.splitlines()
+    assert "  SERVICE  " in header and "  LAST CHECK  " in header
+    assert header.index("LAST CHECK") < header.index("DROPPED") < header.index("HEALTH")
+    rows = {line.split()[0]: line for line in lines}
+    assert "healthy (dummy0 up)" in rows["eth0-1"] and "ok (0.01s): 200 OK" in rows["eth0-1"]
+    assert rows["eth0-1"].endswith("  ok")
+    fault = rows["eth0-2"]
+    assert "FAULT" in fault and "unhealthy (dummy0 up, eth9 down)" in fault
+    assert "exit 7 (0.03s): connection refused by 127.0.0.1 port ...  " in fault  # 40 chars
+    assert fault.endswith("service-unhealthy")
+    # Not decided yet: no problem (it lasts until the first check ends).
+    assert "unknown (dummy0 ?)" in rows["eth0-3"] and rows["eth0-3"].endswith("  ok")
+    assert rows["eth0-4"].split()[-3:] == ["-", "4", "ok"]  # untracked: no service, no check
+    doc = {d["name"]: d for d in status_json(tmp_path)}
+    assert [doc[f"eth0-{v}"]["problems"] for v in (1, 2, 3, 4)] == \
+        [[], ["service-unhealthy"], [], []]
+    assert [doc[f"eth0-{v}"]["health"] for v in (1, 2, 3, 4)] == \
+        ["healthy", "unhealthy", "unknown", "untracked"]
+    assert doc["eth0-2"]["last_check"] == {
+        "command": "curl -fsS http://127.0.0.1/", "ok": False, "returncode": 7,
+        "duration": 0.031, "timed_out": False, "error": None,
+        "output": "connection refused by 127.0.0.1 port 80 after three attempts"}
+    assert doc["eth0-2"]["tracked_interfaces"] == {"dummy0": True, "eth9": False}
+    assert doc["eth0-3"]["last_check"] is None and doc["eth0-4"]["tracked_interfaces"] == {}
+
+
+def test_status_without_tracked_instances_has_no_service_columns(tmp_path: Path,
+                                                                 live_pid: int) -> None:
+    write_state(tmp_path, NAME, snapshot(live_pid))
+    header = run_cmd("status", "--statedir", str(tmp_path)).stdout.splitlines()[0]
+    assert "SERVICE" not in header and "LAST CHECK" not in header
+
+
+def test_describe_check() -> None:
+    assert admin.describe_check(None) == "-"
+    assert admin.describe_check(check(True, 0)) == "ok (0.01s)"
+    assert admin.describe_check(check(False, None, timed_out=True, duration=1.0004)) == \
+        "timed out (1.00s)"
+    assert admin.describe_check(check(False, None, duration=0.2)) == "killed (0.20s)"
+    assert admin.describe_check(check(False, None, error="No such file or directory")) == \
+        "not started: No such file or directory"
+    assert admin.describe_check(check(False, 1, output="x" * 50), width=10) == \
+        "exit 1 (0.01s): xxxxxxx..."
+    assert admin.describe_service(snapshot(1)) == "-"
+    assert admin.describe_service(snapshot(1, health="unhealthy")) == "unhealthy"
+
+
+def test_metrics_service_health(tmp_path: Path, live_pid: int) -> None:
+    health_cluster(tmp_path, live_pid)
+    write_state(tmp_path, "eth0-5", snapshot(
+        live_pid, vhid=5, vip="192.0.2.105", state="FAULT", health="unhealthy",
+        last_check=check(False, None, timed_out=True, duration=1.0)))
+    text = run_cmd("metrics", "--statedir", str(tmp_path)).stdout
+    assert "ucarp_service_healthy{" in text and " NaN\n" in text  # the exposition's spelling
+    s = parse_metrics(text)
+
+    def one_value(name: str, **labels: str) -> float | None:
+        values = by_name(s, name, **labels)
+        assert len(values) <= 1, (name, labels, values)
+        return values[0] if values else None
+
+    assert [one_value("ucarp_state", instance=f"eth0-{v}") for v in (1, 2, 3, 4, 5)] == \
+        [2, 3, 1, 2, 3]
+    assert one_value("ucarp_master", instance="eth0-2") == 0
+    assert [one_value("ucarp_healthy", instance=f"eth0-{v}") for v in (1, 2, 3, 4, 5)] == \
+        [1, 0, 1, 1, 0]
+    healthy = [one_value("ucarp_service_healthy", instance=f"eth0-{v}") for v in (1, 2, 3, 4, 5)]
+    assert healthy[:2] == [1, 0] and healthy[2] != healthy[2] and healthy[3:] == [None, 0]
+    assert [one_value("ucarp_check_ok", instance=f"eth0-{v}") for v in (1, 2, 3, 4, 5)] == \
+        [1, 0, None, None, 0]
+    assert one_value("ucarp_check_duration_seconds", instance="eth0-2") == 0.031
+    assert [one_value("ucarp_check_timed_out", instance=f"eth0-{v}") for v in (1, 2, 5)] == \
+        [0, 0, 1]
+    assert one_value("ucarp_tracked_interface_up", instance="eth0-2",
+                     tracked_interface="eth9") == 0
+    assert one_value("ucarp_tracked_interface_up", instance="eth0-2",
+                     tracked_interface="dummy0") == 1
+    unseen = one_value("ucarp_tracked_interface_up", instance="eth0-3")
+    assert unseen is not None and unseen != unseen
+    assert by_name(s, "ucarp_tracked_interface_up", instance="eth0-4") == []
 
 
 # --------------------------------------------------------------------------- metrics (files)

@@ -193,6 +193,61 @@ def test_per_file_options_replace_the_global_ones(tmp_path: Path) -> None:
     assert scripts.config.statedir == "/tmp/st"
 
 
+# A check command with everything a shell could trip on: blanks, both quotes, a pipe, a
+# comment sign, a glob, a dollar. It must reach the daemon as ONE word, unexpanded.
+TRICKY_CHECK = """curl -fsS "http://127.0.0.1/h?a=1&b=2" | grep -q 'ok' # $HOME /tmp/*"""
+
+
+def test_health_variables_become_long_options(tmp_path: Path) -> None:
+    # The defaults file cannot set them (they are a file's variables, cleared before it).
+    tree = Tree(tmp_path, "TRACK_SCRIPT=from-defaults\nNOTIFY=/nonexistent\nTRACK_WEIGHT=9\n")
+    quoted = TRICKY_CHECK.replace("'", "'\\''")
+    item = tree.good("h", GOOD + (
+        f"TRACK_SCRIPT='{quoted}'\n"
+        "TRACK_SCRIPT_3=\"test -d /tmp/*\"\n"          # _2 missing: the others still count
+        "TRACK_SCRIPT_9=\n"                            # empty: no option
+        "TRACK_INTERVAL=0.5\nTRACK_TIMEOUT=0.25\nTRACK_FALL=3\nTRACK_RISE=4\n"
+        "TRACK_INTERFACE=\"  eth1\teth2\n dummy*  \"\n"  # blanks of any kind; no glob
+        "IFS=:\n"                                       # the file's IFS does not split them
+        f"TRACK_WEIGHT=20\nNOTIFY={tree.up}\n"
+    ))
+    assert item.argv[item.argv.index("-d") + 2:] == (
+        f"--track-script={TRICKY_CHECK}", "--track-script=test -d /tmp/*",
+        "--track-interval=0.5", "--track-timeout=0.25", "--track-fall=3", "--track-rise=4",
+        "--track-interface=eth1", "--track-interface=eth2", "--track-interface=dummy*",
+        "--track-weight=20", f"--notify={tree.up}",
+    )
+    c = item.config
+    assert c.track_scripts == (TRICKY_CHECK, "test -d /tmp/*")
+    assert (c.track_interval, c.track_timeout, c.track_fall, c.track_rise) == (0.5, 0.25, 3, 4)
+    assert c.track_interfaces == ("eth1", "eth2", "dummy*")
+    assert (c.track_weight, c.notify, c.tracked) == (20, tree.up, True)
+    # None set: no option at all, health untracked.
+    plain = tree.good("plain")
+    assert not any(w.startswith(("--track", "--notify")) for w in plain.argv)
+    assert not plain.config.tracked and plain.config.notify is None
+    # A changed check is a changed file (a reload restarts its instance).
+    again = tree.good("h2", GOOD + "TRACK_SCRIPT='true'\n")
+    assert tree.good("h2", GOOD + "TRACK_SCRIPT='false'\n").digest != again.digest
+
+
+def test_health_variables_are_checked_as_the_daemon_checks_them(tree: Tree) -> None:
+    assert tree.bad("fall", GOOD + "TRACK_FALL=0\n") == "--track-fall must be between 1 and 1000"
+    assert tree.bad("rise", GOOD + "TRACK_RISE=x\n") == "Invalid number for rise: [x]"
+    assert tree.bad("weight", GOOD + "TRACK_WEIGHT=256\n") == \
+        "--track-weight must be between 1 and 255"
+    assert tree.bad("interval", GOOD + "TRACK_INTERVAL=0\n") == \
+        "Invalid check interval: [0] (seconds, 0 < t <= 86400)"
+    assert tree.bad("blank", GOOD + "TRACK_SCRIPT='  '\n") == \
+        "--track-script needs a non-empty command"
+    assert tree.bad("iface", GOOD + f"TRACK_INTERFACE={'x' * 16}\n") == \
+        f"Interface name too long: [{'x' * 16}]"
+    assert tree.bad("notify", GOOD + f"NOTIFY={tree.root}/nope\n") == \
+        f"Script [{tree.root}/nope] is not an executable file"
+    # Unset under "set -u": the init script's code reads them with ${VAR-}.
+    assert isinstance(tree.load("strict", "set -u\n" + GOOD), InstanceFile)
+
+
 def test_vhid_with_a_leading_zero_is_read_as_ucarp_reads_it(tree: Tree) -> None:
     # The init script accepts 010 (decimal 10 to test(1)); ucarp's strtoul reads octal.
     item = tree.good("octal", GOOD.replace("INSTANCE_ID=42", "INSTANCE_ID=010"))
@@ -501,6 +556,17 @@ COMPARED_FILES = {
     "g": "INTERFACE=eth0\nPASSWORD='open\n",
     "h": "INTERFACE=eth0\nexit 3\n",
     "i~": "a backup, skipped by both\n",
+    # Service health: every variable; a check with blanks, quotes, a glob and a dollar (one
+    # word, unexpanded); interfaces split at any blank whatever the file's IFS, unglobbed.
+    "j": ("INTERFACE=eth4\nINSTANCE_ID=15\nPASSWORD=p\nVIRTUAL_ADDRESS=192.0.2.106\n"
+          "SOURCE_ADDRESS=192.0.2.1\nIFS=:\nOPTIONS=-z:-k:5\n"
+          "TRACK_SCRIPT='" + TRICKY_CHECK.replace("'", "'\\''") + "'\n"
+          "TRACK_SCRIPT_4=\"test -d /tmp/*\"\nTRACK_INTERVAL=0.5\nTRACK_TIMEOUT=0.25\n"
+          "TRACK_FALL=3\nTRACK_RISE=4\nTRACK_INTERFACE=\"eth1\teth2\n  dummy*\"\n"
+          "TRACK_WEIGHT=20\nNOTIFY=/bin/true\n"),
+    # "set -u" in a file that sets none of them: nothing is read unset.
+    "k": ("set -u\nINTERFACE=eth5\nINSTANCE_ID=16\nPASSWORD=p\nVIRTUAL_ADDRESS=192.0.2.107\n"
+          "SOURCE_ADDRESS=192.0.2.1\nTRACK_INTERFACE=eth1\n"),
 }
 
 
@@ -551,11 +617,11 @@ def test_same_daemon_arguments_as_the_init_script(tmp_path: Path) -> None:
             if rest.startswith("interface file "):
                 rest = rest.split(": ", 1)[1]
             refused[head.split(": ", 1)[1]] = rest
-    assert sorted(started) == ["a", "b", "c", "d", "e"], proc.stderr
+    assert sorted(started) == ["a", "b", "c", "d", "e", "j", "k"], proc.stderr
     assert sorted(refused) == ["f", "g", "h"], proc.stderr
 
     ours = {item.name: item for item in load_directory(str(tree.dir), str(tree.defaults))}
-    assert sorted(ours) == sorted(started) + sorted(refused)  # i~ skipped by both
+    assert sorted(ours) == sorted([*started, *refused])  # i~ skipped by both
     for name, (argv, env, passfile) in started.items():
         item = ours[name]
         assert isinstance(item, InstanceFile), item
@@ -572,6 +638,12 @@ def test_same_daemon_arguments_as_the_init_script(tmp_path: Path) -> None:
     assert ours["d"].config.xparam == "a b"  # type: ignore[union-attr]
     assert dict(ours["c"].script_env)["FROM_C"] == "yes"  # type: ignore[union-attr]
     assert dict(ours["a"].script_env)["FROM_DEFAULTS"] == "1"  # type: ignore[union-attr]
+    j_argv = started["j"][0]
+    assert f"--track-script={TRICKY_CHECK}" in j_argv  # one word, as the init script gave it
+    assert [w for w in j_argv if w.startswith("--track-interface=")] == [
+        "--track-interface=eth1", "--track-interface=eth2", "--track-interface=dummy*"]
+    assert ours["j"].config.track_scripts == (TRICKY_CHECK, "test -d /tmp/*")  # type: ignore[union-attr]
+    assert ours["k"].config.track_interfaces == ("eth1",)  # type: ignore[union-attr]
     for name, problem in refused.items():
         item = ours[name]
         assert isinstance(item, BadFile), item

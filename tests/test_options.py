@@ -82,6 +82,7 @@ def shows_help(id: str, cmd: str) -> Row:
 
 
 S = "-i eth0 -s 192.0.2.1 -v 1 -p pw -a 192.0.2.50"
+NO_ADDR = "-i eth0 -s 192.0.2.1 -v 1 -p pw"  # -a repeated adds an address: give one
 NO_PASS = "-i eth0 -s 192.0.2.1 -v 1 -a 192.0.2.50"
 BASE = {"interface": "eth0", "srcip": "192.0.2.1", "vhid": 1, "password": b"pw",
         "addr": "192.0.2.50"}
@@ -134,8 +135,11 @@ ROWS: list[Row] = [
     runs("hex_upper_case", S + " -v 0X0FF -k 0xfe", vhid=255, advskew=254),
     runs("largest_timers", S + " -b 255 -k 255", advbase=255, advskew=255),
     runs("zero_advbase_with_skew", S + " -b 0 -k 1", advbase=0, advskew=1),
-    runs("repetitions_last_wins", S + " -v 2 -v 3 -p a -p bb -a 192.0.2.60",
-         vhid=3, password=b"bb", addr="192.0.2.60", addr_text="192.0.2.60"),
+    runs("repetitions_last_wins", S + " -v 2 -v 3 -p a -p bb",
+         vhid=3, password=b"bb"),
+    # ucarp keeps the last -a; pyucarp moves every address, the first in the HMAC.
+    runs("repeated_addr_every_address", S + " -a 192.0.2.60 -a 192.0.2.50",
+         addr="192.0.2.50", addr_text="192.0.2.50", extra_addr_texts=("192.0.2.60",)),
     runs("stray_arguments", S + " foo bar", **BASE),
     runs("stray_arguments_mixed", "foo -P -i eth0 bar -s 192.0.2.1 -v 1 -p pw -a 192.0.2.50 baz",
          preempt=True, **BASE),
@@ -197,7 +201,7 @@ ROWS: list[Row] = [
     fails("addr_leading_zero", S + " -a 192.0.2.050", "Invalid address: [192.0.2.050]"),
     fails("addr_octet_overflow", S + " -a 192.0.2.256", "Invalid address: [192.0.2.256]"),
     fails("srcip_zero", S + " -s 0.0.0.0", "You must supply a persistent source address"),
-    fails("addr_zero", S + " -a 0.0.0.0", "You must supply a virtual host address"),
+    fails("addr_zero", NO_ADDR + " -a 0.0.0.0", "You must supply a virtual host address"),
     fails("passfile_missing", NO_PASS + " -o {missing}",
           "unable to open passfile {missing} for reading: No such file or directory"),
     fails("passfile_empty", NO_PASS + " -o {pwempty}",
@@ -350,7 +354,7 @@ def test_default_interface_asked_only_when_needed() -> None:
 
 
 def test_vip_kept_as_typed_and_device_from_label() -> None:
-    cfg = parse_args(shlex.split(S + " -i eth0:carp0 -a 198.51.100.7"),
+    cfg = parse_args(shlex.split(NO_ADDR + " -i eth0:carp0 -a 198.51.100.7"),
                      default_interface=lambda: None)
     assert isinstance(cfg, Config)
     assert cfg.addr_text == "198.51.100.7" and cfg.addr == IPv4Address("198.51.100.7")
@@ -402,12 +406,12 @@ _SAMPLE_VALUES = {"interface": "eth0", "srcip": "192.0.2.1", "mcast": "224.0.0.1
                   "script-timeout": "5", "track-script": "pidof nginx",
                   "track-interval": "0.5", "track-timeout": "0.4", "track-fall": "3",
                   "track-rise": "2", "track-interface": "eth1", "track-weight": "50",
-                  "notify": "/usr/local/sbin/notify"}
+                  "notify": "/usr/local/sbin/notify", "peer": "192.0.2.2"}
 
 
 def test_every_documented_option_is_accepted(files: dict[str, str]) -> None:
     documented = re.findall(r"^--([\w-]+)(=<\w+>)?(?: \(-(\w)[ )])?", USAGE, re.MULTILINE)
-    assert len(documented) == 34
+    assert len(documented) == 37
     for long, takes_value, short in documented:
         value = files["pw1"] if long == "passfile" else _SAMPLE_VALUES.get(long, "")
         values = [value] if takes_value else []

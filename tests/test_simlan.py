@@ -8,13 +8,20 @@ hand-offs, how long two nodes held the address at once (never, when a master lea
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Literal
 
 import pytest
 
 from pyucarp.core.codec import DropReason
-from pyucarp.core.machine import Reason, State, leave_takeover_delay
+from pyucarp.core.machine import (
+    Reason,
+    State,
+    interval,
+    leave_takeover_delay,
+    master_down_interval,
+)
 from simlan import LinkModel, NodeSpec, SimLan
 
 D = 0.0005  # one-way link delay
@@ -487,3 +494,261 @@ def test_advbase_zero_backup_with_the_lower_skew_does_not_take_over_at_once() ->
     sim.run(30)
     assert sim.masters() == ["a"]
     assert sim.became_master("b") == []
+
+
+
+# ---------------------------------------------------------------- service health
+
+CI = 0.5  # how often the checks run
+FIRST = 0.25  # the first run of every check
+
+
+def tracked(name: str, n: int, *, advskew: int = 0, preempt: bool = False, fall: int = 1,
+            rise: int = 1, weight: int | None = None) -> NodeSpec:
+    """A node with one tracked check."""
+    return NodeSpec(name, ip(n), advskew=advskew, preempt=preempt, tracked=True, fall=fall,
+                    rise=rise, track_weight=weight)
+
+
+def checks(sim: SimLan, name: str, ok: Callable[[float], bool], end: float = 200.0
+           ) -> list[tuple[float, bool]]:
+    """``name``'s check every CI seconds from FIRST to ``end``, ending ``ok(t)``."""
+    return sim.check_series(name, ok, FIRST, end, CI)
+
+
+def always(_t: float) -> bool:
+    return True
+
+
+def failing_pair(preempt: bool) -> SimLan:
+    """a (skew 0) and b (skew 10), fall and rise 2; a's check fails from 20 s to 30 s."""
+    sim = lan(tracked("a", 1, preempt=preempt, fall=2, rise=2),
+              tracked("b", 2, advskew=10, fall=2, rise=2))
+    checks(sim, "a", lambda t: not 20 <= t < 30)
+    checks(sim, "b", always)
+    return sim
+
+
+def first_result(series: list[tuple[float, bool]], ok: bool, after: float) -> float:
+    return min(t for t, r in series if r is ok and t >= after)
+
+
+def test_a_failing_check_hands_the_address_over_by_the_leave() -> None:
+    """Bound: the first failed result at T0 decides nothing with fall 2; the fall-th one,
+    (fall - 1) check intervals later, makes a FAULT; its downscript runs, then the leave
+    goes out and b takes over one frame and an eighth of its skew later:
+    took - T0 <= (fall - 1) * CI + script_time + max_delay + leave_takeover_delay(10)
+    (below the brief's fall * CI + hand-off), and the address is never on both nodes."""
+    sim = failing_pair(preempt=False)
+    sim.run(29)
+    a = sim.nodes["a"]
+    t0 = min(t for t, _i, ok in a.check_results if not ok)
+    assert t0 == 20.25
+    fault = t0 + (2 - 1) * CI
+    assert [(tr.time, tr.old, tr.new, tr.why) for tr in sim.transitions
+            if tr.node == "a" and tr.time >= 20] == [
+        (fault, State.MASTER, State.FAULT, Reason.UNHEALTHY.value)]
+    took = assert_leave_hand_off(sim, "a", "b", at=fault)
+    bound = (2 - 1) * CI + a.spec.script_time + sim.link.max_delay + leave_takeover_delay(10)
+    assert fault <= took <= t0 + bound + TOL
+    assert took - t0 <= 2 * CI + a.spec.script_time + sim.link.max_delay + 0.125
+    assert sim.vip_overlap_time() == 0 and sim.dual_master_time() == 0
+    assert sim.masters() == ["b"] and a.state is State.FAULT
+    # FAULT is silent: after the leave, a sends nothing at all
+    assert [t for t, _ in a.sent if t > fault] == [fault + a.spec.script_time]
+
+
+def test_recovery_with_preempt_takes_the_address_back() -> None:
+    """Bound: the first good result at T1, the rise-th one (rise - 1) intervals later makes
+    a BACKUP (no downscript); with -P it takes over at the first advert of b it hears:
+    back - T1 <= (rise - 1) * CI + interval(1, 10) + max_delay."""
+    sim = failing_pair(preempt=True)
+    sim.run(45)
+    a, b = sim.nodes["a"], sim.nodes["b"]
+    t1 = min(t for t, _i, ok in a.check_results if ok and t >= 30)
+    assert t1 == 30.25
+    healthy = t1 + (2 - 1) * CI
+    (back,) = sim.became_master("a", after=25)
+    assert [(tr.time, tr.new, tr.why) for tr in sim.transitions
+            if tr.node == "a" and 25 <= tr.time < back] == [
+        (healthy, State.BACKUP, Reason.HEALTHY.value)]
+    assert [s for s in a.scripts if healthy <= s[0] < back] == []  # no downscript
+    assert healthy < back <= t1 + (2 - 1) * CI + interval(1, 10) + sim.link.max_delay + TOL
+    assert sim.masters() == ["a"]
+    # the hand-off out was a leave (no overlap); the way back is preemption: one frame and
+    # b's downscript, as any preemption
+    assert sim.vip_overlap_time(0, back) == 0
+    assert sim.vip_overlap_time(back) <= sim.link.max_delay + b.spec.script_time + TOL
+    assert sim.dual_master_time() <= sim.link.max_delay + TOL
+
+
+def test_without_preempt_the_recovered_node_stays_backup() -> None:
+    sim = failing_pair(preempt=False)
+    sim.run(60)
+    assert sim.masters() == ["b"] and sim.nodes["a"].state is State.BACKUP
+    assert sim.became_master("a", after=10) == []
+
+
+def test_a_node_failing_from_the_start_never_becomes_master_even_alone() -> None:
+    sim = lan(tracked("a", 1, fall=2, rise=2))
+    checks(sim, "a", lambda t: t >= 40)
+    sim.run(39.9)
+    a = sim.nodes["a"]
+    assert sim.became_master("a") == [] and a.sent == [] and a.arps == []
+    assert a.state is State.FAULT
+    assert [(tr.time, tr.new) for tr in sim.transitions if tr.node == "a"][-1] == (
+        FIRST, State.FAULT)
+    # two good results (rise 2) make it BACKUP; alone, master-down time later it is MASTER
+    sim.run(60)
+    healthy = 40.25 + CI
+    assert sim.became_master("a") == [healthy + master_down_interval(1, 0, 3)]
+
+
+def test_a_node_whose_checks_never_report_never_becomes_master() -> None:
+    sim = lan(tracked("a", 1), NodeSpec("b", ip(2), advskew=100))
+    sim.kill("b", at=10.0)
+    sim.run(60)
+    assert sim.became_master("a") == [] and sim.nodes["a"].sent == []
+    assert sim.nodes["a"].state is State.BACKUP
+
+
+def test_a_node_failing_from_the_start_leaves_the_address_to_its_peer() -> None:
+    sim = lan(tracked("a", 1, preempt=True), tracked("b", 2, advskew=100))
+    checks(sim, "a", lambda _t: False)
+    checks(sim, "b", always)
+    sim.run(60)
+    assert sim.masters() == ["b"] and sim.became_master("a") == []
+    assert sim.nodes["a"].sent == []
+    assert sim.became_master("b") == [FIRST + master_down_interval(1, 100, 3)]
+
+
+def test_a_tracked_interface_losing_carrier_hands_over_at_once() -> None:
+    sim = lan(NodeSpec("a", ip(1), tracked=True, checks=0, track_interfaces=("eth1",)),
+              NodeSpec("b", ip(2), advskew=10))
+    sim.tracked_interface("a", "eth1", True, at=0.0)
+    sim.tracked_interface("a", "eth1", False, at=20.3)
+    sim.run(30)
+    assert sim.masters() == ["b"]
+    assert sim.nodes["a"].state is State.FAULT
+    took = assert_leave_hand_off(sim, "a", "b", at=20.3)
+    assert took - 20.3 <= 0.05 + sim.link.max_delay + leave_takeover_delay(10) + TOL
+
+
+def flapping(t: float) -> bool:
+    """a's service from 10 s to 70 s: up 0.7 s, down 0.7 s, ... (on whole hundredths)."""
+    h = round(t * 100)
+    return h < 1000 or h >= 7000 or (h - 1000) // 70 % 2 == 0
+
+
+def runs_of(results: list[bool]) -> list[int]:
+    runs: list[int] = []
+    for i, ok in enumerate(results):
+        if i and ok == results[i - 1]:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return runs
+
+
+def flap(k: int) -> tuple[SimLan, list[bool]]:
+    """a (skew 0, -P) and b (skew 10), a's service flapping; fall = rise = k."""
+    sim = lan(tracked("a", 1, preempt=True, fall=k, rise=k), tracked("b", 2, advskew=10))
+    series = checks(sim, "a", flapping, end=80)
+    checks(sim, "b", always, end=80)
+    sim.run(85)
+    return sim, [ok for _t, ok in series]
+
+
+def test_a_flapping_check_moves_the_address_only_as_hysteresis_allows() -> None:
+    """a's service toggles every 0.7 s, its check runs every 0.5 s: consecutive results fall
+    in the same or the next 0.7 s window (0.5 < 0.7), and three of them span 1 s > 0.7 s,
+    so the results come in runs of 1 or 2. Every move of the address needs a verdict change
+    of a (to b: a turns FAULT; back: a turns healthy and preempts), and a verdict changes at
+    most once per run of min(fall, rise) or more equal results after the first run
+    (test_health.py). So with fall = rise = 3 the address never moves; with 1 it moves a
+    lot. Each move back is a preemption: at most one frame and b's downscript of overlap."""
+    moves: dict[int, int] = {}
+    for k in (1, 2, 3):
+        sim, results = flap(k)
+        runs = runs_of(results)
+        window = [flapping(t) for t in (FIRST + CI * i for i in range(160)) if 10 <= t < 70]
+        assert max(runs_of(window)) == 2 and min(runs_of(window)) == 1
+        a, b = sim.nodes["a"], sim.nodes["b"]
+        verdicts = [v for t, v in a.health_changes if t >= 10]
+        moves[k] = len(sim.became_master("a", after=10)) + len(sim.became_master("b", after=10))
+        assert moves[k] <= len(verdicts) <= sum(1 for n in runs[1:] if n >= k), k
+        preemptions = len(sim.became_master("a", after=10))
+        assert sim.vip_overlap_time() <= preemptions * (
+            sim.link.max_delay + b.spec.script_time) + TOL
+        assert sim.dual_master_time() <= preemptions * sim.link.max_delay + TOL
+        assert sim.masters() == ["a"]  # healthy again from 70 s
+    assert moves[3] == 0
+    assert moves[1] > moves[2] > moves[3]
+    assert moves[1] >= 30  # without hysteresis the address moves every two seconds or so
+
+
+def test_weight_mode_a_preempting_backup_takes_over_and_gives_back() -> None:
+    """a (skew 0, weight 100, -P) is MASTER; b (skew 50, -P), c (skew 20, no -P). a's check
+    fails at 20.25 (fall 1): a advertises skew 100 at once; b preempts on that advert, a
+    steps down on b's; c, not preempting, stays BACKUP. a healthy again at 30.25 advertises
+    nothing (BACKUP) and takes over at b's next advert, with -P.
+    Bounds: took - T0 <= max_delay; back - T1 <= interval(1, 50) + max_delay; the address
+    overlaps for at most one frame and a downscript at each move (preemption, no leave)."""
+    sim = lan(tracked("a", 1, preempt=True, weight=100), tracked("b", 2, advskew=50, preempt=True),
+              tracked("c", 3, advskew=20))
+    checks(sim, "a", lambda t: not 20 <= t < 30)
+    checks(sim, "b", always)
+    checks(sim, "c", always)
+    sim.run(45)
+    a = sim.nodes["a"]
+    t0, t1 = 20.25, 30.25
+    (took,) = sim.became_master("b")
+    assert {ad.advskew for t, ad in a.sent if t0 <= t <= took + sim.link.max_delay} == {100}
+    assert min(t for t, _ad in a.sent if t >= t0) == t0  # at once
+    assert t0 < took <= t0 + sim.link.max_delay + TOL
+    assert [(tr.new, tr.why) for tr in sim.transitions if tr.node == "a" and t0 <= tr.time < 30
+            ] == [(State.BACKUP, Reason.PREFERRED_MASTER.value)]
+    assert sim.became_master("c") == []
+    (back,) = sim.became_master("a", after=25)
+    assert t1 < back <= t1 + interval(1, 50) + sim.link.max_delay + TOL
+    assert [ad.advskew for t, ad in a.sent if t >= back][:1] == [0]
+    assert sim.masters() == ["a"]
+    assert sim.vip_overlap_time() <= 2 * (sim.link.max_delay + 0.05) + TOL
+    assert sim.dual_master_time() <= 2 * sim.link.max_delay + TOL
+    # none of this was FAULT
+    assert all(tr.new is not State.FAULT for tr in sim.transitions)
+
+
+def test_weight_mode_without_a_preempting_backup_keeps_the_address() -> None:
+    sim = lan(tracked("a", 1, weight=100), tracked("b", 2, advskew=50))
+    checks(sim, "a", lambda t: t < 20)
+    checks(sim, "b", always)
+    sim.run(60)
+    assert sim.masters() == ["a"] and sim.became_master("b") == []
+    assert {ad.advskew for t, ad in sim.nodes["a"].sent if t >= 20.25} == {100}
+
+
+def test_weight_mode_a_node_failing_from_the_start_still_serves_alone() -> None:
+    sim = lan(tracked("a", 1, advskew=10, weight=100))
+    checks(sim, "a", lambda _t: False)
+    sim.run(30)
+    assert sim.became_master("a") == [FIRST + master_down_interval(1, 110, 3)]
+    assert {ad.advskew for _t, ad in sim.nodes["a"].sent} == {110}
+
+
+def test_weight_mode_a_flapping_backup_still_takes_over_from_a_dead_master() -> None:
+    """b (skew 10, weight 50) is flapping (fall = rise = 1, 1 s up, 1 s down) when the
+    master dies: it must take over within its highest master-down time, 3 + 60/256 s, of
+    the last advert it heard; the master-down timer is re-armed by adverts, not by health
+    news, or the address could stay on nobody for as long as the check flaps."""
+    sim = lan(tracked("a", 1), tracked("b", 2, advskew=10, weight=50))
+    checks(sim, "a", always)
+    checks(sim, "b", lambda t: t < 10 or int(t - 10) % 2 == 0)
+    sim.kill("a", at=20.1)
+    sim.run(60)
+    b = sim.nodes["b"]
+    last_rx = b.last_accepted_before(20.1 + sim.link.max_delay)
+    assert last_rx is not None
+    took = sim.became_master("b")
+    assert took, "b never took over: the address stayed on nobody"
+    assert took[0] <= last_rx + master_down_interval(1, 60, 3) + TOL

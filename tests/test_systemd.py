@@ -9,6 +9,7 @@ whether the daemon is stopped, killed, refused or fails to start.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pyucarp.config.interface_files import InstanceFile, load_file
 from pyucarp.lab.daemons import VIP_DOWN, VIP_UP, pyucarp_env
 from pyucarp.lab.netlab import Host, Lab, pid_alive, wait_until
 
@@ -239,6 +241,69 @@ def test_helper_configuration_errors(tmp_path: Path) -> None:
                                     f"VIRTUAL_ADDRESS={VIP}\nSOURCE_ADDRESS=192.0.2.1\n")
     disabled = run("ok")
     assert disabled.returncode == 0 and "disabled" in disabled.stderr
+
+
+def test_helper_passes_what_the_init_script_passes(tmp_path: Path) -> None:
+    """The daemon's arguments are those ``pyucarp run`` (and so the init script, see
+    test_interface_files) builds for the file, but -z, the pid file and -o /dev/fd/3:
+    OPTIONS split with the file's IFS, -B dropped, every health variable, a check with
+    blanks and quotes as ONE word."""
+    setup = Setup(tmp_path)
+    record = tmp_path / "argv"
+    recorder = tmp_path / "recorder"
+    recorder.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > {record}\n")
+    recorder.chmod(0o755)
+    setup.defaults.write_text(setup.defaults.read_text() + f"UCARP_EXEC={recorder}\n")
+    check = """curl -fsS "http://127.0.0.1/h?a=1&b=2" | grep -q 'ok' # $HOME /tmp/*"""
+    (setup.ifdir / "h").write_text(
+        f"INTERFACE=eth0\nINSTANCE_ID=3\nPASSWORD={PASSWORD}\nVIRTUAL_ADDRESS={VIP}\n"
+        "SOURCE_ADDRESS=192.0.2.1\nIFS=:\nOPTIONS=-n:-B:-k:5\n"
+        "TRACK_SCRIPT='" + check.replace("'", "'\\''") + "'\n"
+        "TRACK_SCRIPT_2='test -d /tmp/*'\nTRACK_INTERVAL=0.5\nTRACK_TIMEOUT=0.25\n"
+        "TRACK_FALL=3\nTRACK_RISE=4\nTRACK_INTERFACE=' eth1\teth2\n dummy*'\n"
+        "TRACK_WEIGHT=20\nNOTIFY=/bin/true\n")
+    proc = subprocess.run(["sh", str(HELPER), "h"], capture_output=True, text=True,
+                          env=setup.env(), timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    argv = [os.fsdecode(w) for w in record.read_bytes().split(b"\0")[:-1]]
+    item = load_file(str(setup.ifdir / "h"), str(setup.defaults))
+    assert isinstance(item, InstanceFile), item
+    expected = list(item.argv)
+    expected[expected.index("-o") + 1] = "/dev/fd/3"
+    at = expected.index("-b")
+    expected[at:at] = ["-z", f"--pidfile={setup.pidfile.parent / 'h.pid'}"]
+    expected.remove("-B")
+    assert argv == expected
+    assert argv[:3] == ["-n", "-k", "5"] and f"--track-script={check}" in argv
+    assert item.config.track_interfaces == ("eth1", "eth2", "dummy*")
+
+
+@pytest.mark.netns
+def test_cleanup_finds_the_state_file_in_the_namespaces_directory(lab: Lab,
+                                                                 tmp_path: Path) -> None:
+    """Without UCARP_STATEDIR the daemon writes /run/pyucarp/netns-<inode> outside the
+    host's network namespace: --cleanup removes a stale file there (and only there)."""
+    host = lab.add_host("a", "192.0.2.1/24")
+    setup = Setup(tmp_path)
+    setup.defaults.write_text(setup.defaults.read_text().replace(
+        f"UCARP_STATEDIR={setup.statedir}\n", ""))
+    setup.interface_file("ucarp0", host)
+    inode = os.stat(f"/run/netns/{host.netns}").st_ino
+    statedir = Path(f"/run/pyucarp/netns-{inode}")
+    statefile = statedir / "eth0_carp0-42.json"
+    made = not statedir.exists()
+    statedir.mkdir(parents=True, exist_ok=True)
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        statefile.write_text(json.dumps({"pid": dead.pid, "state": "MASTER"}, indent=1))
+        done = setup.run(host, "--cleanup", "ucarp0")
+        assert done.returncode == 0, done.stderr
+        assert not statefile.exists()
+    finally:
+        statefile.unlink(missing_ok=True)
+        if made:
+            statedir.rmdir()
 
 
 # --------------------------------------------------------------------------- pyucarp.service

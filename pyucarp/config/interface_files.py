@@ -7,12 +7,17 @@ sourced, by ``/bin/sh``, in a child that does what the init script does for one 
 1. the init script's own defaults (``OPTIONS="-z"``, ``UPSCRIPT=/etc/ucarp/vip-up.sh``, ...),
    then the defaults file when it is readable;
 2. the interface file's variables cleared (``UCARP_PIDFILE UCARP_BASE INTERFACE INSTANCE_ID
-   PASSWORD VIRTUAL_ADDRESS VIRTUAL_BROADCAST VIRTUAL_NETMASK SOURCE_ADDRESS``: nothing comes
-   from the caller or from the defaults file), then the interface file sourced, with
-   ``action``, ``file`` and ``name`` set as the script sets them;
+   PASSWORD VIRTUAL_ADDRESS VIRTUAL_BROADCAST VIRTUAL_NETMASK SOURCE_ADDRESS``, the health
+   variables ``TRACK_SCRIPT``, ``TRACK_SCRIPT_2`` .. ``TRACK_SCRIPT_9``, ``TRACK_INTERVAL``,
+   ``TRACK_TIMEOUT``, ``TRACK_FALL``, ``TRACK_RISE``, ``TRACK_INTERFACE``, ``TRACK_WEIGHT``,
+   ``NOTIFY``: nothing comes from the caller or from the defaults file), then the interface
+   file sourced, with ``action``, ``file`` and ``name`` set as the script sets them;
 3. ``UCARP_BASE`` defaulting to 1, ``UCARP_PIDFILE`` to ``$UCARP_RUNDIR/<name>.pid``,
    ``IFCONFIG VIRTUAL_NETMASK VIRTUAL_BROADCAST`` exported, ``$OPTIONS`` split into words by
-   the shell (``set -- $OPTIONS``, with the file's IFS and globbing, from ``/``).
+   the shell (``set -- $OPTIONS``, with the file's IFS and globbing, from ``/``), and the
+   health variables turned into long options by the init script's own shell code (each
+   ``TRACK_SCRIPT*`` one ``--track-script=COMMAND`` word, blanks and quotes included;
+   ``TRACK_INTERFACE`` split at blanks into one ``--track-interface=`` each).
 
 The child prints the values NUL-separated and its exported environment with ``env -0``;
 Python only splits that output. A variable set in an interface file therefore overrides
@@ -21,7 +26,9 @@ the defaults file's for that file only (``OPTIONS`` replaces the global one, and
 
 Each good file gives the arguments the init script hands its daemon —
 ``$OPTIONS -b UCARP_BASE -i INTERFACE -v INSTANCE_ID -o PASSFILE -a VIRTUAL_ADDRESS -s
-SOURCE_ADDRESS [--statedir=UCARP_STATEDIR] [-u UPSCRIPT] [-d DOWNSCRIPT]``, less the ``-B``
+SOURCE_ADDRESS [--statedir=UCARP_STATEDIR] [-u UPSCRIPT] [-d DOWNSCRIPT] [--track-script=..
+--track-interval=.. --track-timeout=.. --track-fall=.. --track-rise=.. --track-interface=..
+--track-weight=.. --notify=..]``, less the ``-B``
 and ``--pidfile=`` it adds to run each file as a process of its own — checked first with the
 init script's own checks (same phrases), then by ucarp's command line
 (:func:`pyucarp.config.options.parse_args`, same checks and messages as ``ucarp``), then
@@ -107,10 +114,18 @@ _INITD_DEFAULTS = (
     ("UCARP_RUN_PIDFILE", "/run/pyucarp/run.pid"),
 )
 
+# Service health (docs/health.md): TRACK_SCRIPT is one check command, TRACK_SCRIPT_2 to
+# TRACK_SCRIPT_9 more of them; TRACK_INTERFACE is a blank-separated list.
+TRACK_SCRIPT_VARS = ("TRACK_SCRIPT", *(f"TRACK_SCRIPT_{n}" for n in range(2, 10)))
+TRACK_VARS = (
+    *TRACK_SCRIPT_VARS, "TRACK_INTERVAL", "TRACK_TIMEOUT", "TRACK_FALL", "TRACK_RISE",
+    "TRACK_INTERFACE", "TRACK_WEIGHT", "NOTIFY",
+)
+
 # What one interface file sets; cleared before it is read.
 FILE_VARS = (
     "UCARP_PIDFILE", "UCARP_BASE", "INTERFACE", "INSTANCE_ID", "PASSWORD", "VIRTUAL_ADDRESS",
-    "VIRTUAL_BROADCAST", "VIRTUAL_NETMASK", "SOURCE_ADDRESS",
+    "VIRTUAL_BROADCAST", "VIRTUAL_NETMASK", "SOURCE_ADDRESS", *TRACK_VARS,
 )
 
 # Everything printed after a file is read, each as "is it set" then its value.
@@ -147,6 +162,32 @@ def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+# The health options of one file, appended to "$@" exactly as init.d/ucarp's do_start and
+# etc/systemd/ucarp-instance append them (keep the three in step): each TRACK_SCRIPT* that
+# is not empty as one --track-script=COMMAND, whatever blanks or quotes it holds; then
+# interval, timeout, fall, rise; each blank-separated word of TRACK_INTERFACE (whatever
+# the file's IFS, never globbed); weight; notify.
+_SH_TRACK_OPTIONS = r"""
+for _track_n in '' _2 _3 _4 _5 _6 _7 _8 _9; do
+    eval "_track_cmd=\${TRACK_SCRIPT$_track_n-}"
+    case $_track_cmd in '') ;; *) set -- "$@" --track-script="$_track_cmd" ;; esac
+done
+case ${TRACK_INTERVAL-} in '') ;; *) set -- "$@" --track-interval="$TRACK_INTERVAL" ;; esac
+case ${TRACK_TIMEOUT-} in '') ;; *) set -- "$@" --track-timeout="$TRACK_TIMEOUT" ;; esac
+case ${TRACK_FALL-} in '') ;; *) set -- "$@" --track-fall="$TRACK_FALL" ;; esac
+case ${TRACK_RISE-} in '') ;; *) set -- "$@" --track-rise="$TRACK_RISE" ;; esac
+_track_ifs=${IFS-} _track_ifs_set=${IFS+1}
+IFS=' <TAB>
+'
+case $- in *f*) _track_glob= ;; *) _track_glob=1 ;; esac
+set -f
+for _track_if in ${TRACK_INTERFACE-}; do set -- "$@" --track-interface="$_track_if"; done
+case $_track_glob in 1) set +f ;; esac
+case $_track_ifs_set in 1) IFS=$_track_ifs ;; *) unset IFS ;; esac
+case ${TRACK_WEIGHT-} in '') ;; *) set -- "$@" --track-weight="$TRACK_WEIGHT" ;; esac
+case ${NOTIFY-} in '') ;; *) set -- "$@" --notify="$NOTIFY" ;; esac
+""".replace("<TAB>", "\t")
+
 # $1: the defaults file, $2: the interface file ('' to read the defaults only).
 # Markers on stdout tell how far it got; a NUL on stderr separates the defaults file's
 # messages from the interface file's. After a failed read, the EXIT trap prints what
@@ -176,6 +217,10 @@ command printf 'file\0'
 """ + "".join(f'command printf \'%s\\0\' "${{{v}+1}}" "${{{v}-}}"\n' for v in _PRINTED) + r"""
 # shellcheck disable=SC2086 # split (and globbed) as the init script's "set -- $OPTIONS"
 set -- $OPTIONS
+command printf '%s\0' "$#"
+[ "$#" -eq 0 ] || command printf '%s\0' "$@"
+set --
+""" + _SH_TRACK_OPTIONS + r"""
 command printf '%s\0' "$#"
 [ "$#" -eq 0 ] || command printf '%s\0' "$@"
 command printf '%s\0' "$UCARP_RUNDIR/$name.pass"
@@ -242,6 +287,7 @@ class _Sourced(NamedTuple):
     options: tuple[str, ...]
     passfile: str
     env: dict[str, str]
+    track: tuple[str, ...] = ()  # the health options its TRACK_* and NOTIFY make
 
 
 class _SourceFailed(Exception):
@@ -355,9 +401,9 @@ def load_file(
 
 
 def script_problems(config: Config) -> list[str]:
-    """What ``ucarp`` would refuse at start about the up and down scripts."""
+    """What ``ucarp`` would refuse at start about the up, down and notify scripts."""
     problems = []
-    for script in (config.upscript, config.downscript):
+    for script in (config.upscript, config.downscript, config.notify):
         if script and not (os.path.isfile(script) and os.access(script, os.X_OK)):
             problems.append(f"Script [{script}] is not an executable file")
     return problems
@@ -448,9 +494,12 @@ def _fields_to_sourced(fields: list[bytes]) -> _Sourced:
         pos += 2
         if is_set:
             values[var] = os.fsdecode(value)
-    count = int(fields[pos])
-    options = tuple(os.fsdecode(w) for w in fields[pos + 1: pos + 1 + count])
-    pos += 1 + count
+    words: list[tuple[str, ...]] = []
+    for _list in ("options", "track"):
+        count = int(fields[pos])
+        words.append(tuple(os.fsdecode(w) for w in fields[pos + 1: pos + 1 + count]))
+        pos += 1 + count
+    options, track = words
     passfile = os.fsdecode(fields[pos])
     if fields[pos + 1] != b"env":
         raise ValueError("no environment")
@@ -459,7 +508,7 @@ def _fields_to_sourced(fields: list[bytes]) -> _Sourced:
         if b"=" in item:
             key, _, value = item.partition(b"=")
             env[os.fsdecode(key)] = os.fsdecode(value)
-    return _Sourced(values, options, passfile, env)
+    return _Sourced(values, options, passfile, env, track)
 
 
 def _sh_message(err: bytes, path: str) -> str:
@@ -503,6 +552,7 @@ def _daemon_argv(sourced: _Sourced) -> tuple[list[str], int]:
         argv += ["-u", v["UPSCRIPT"]]
     if v.get("DOWNSCRIPT"):
         argv += ["-d", v["DOWNSCRIPT"]]
+    argv += sourced.track
     return argv, passfile_index
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 
 from pyucarp import __version__
 from pyucarp.config.settings import (
+    DEFAULT_GROUP6,
     DEFAULT_SCRIPT_TIMEOUT,
     DEFAULT_TRACK_FALL,
     DEFAULT_TRACK_INTERVAL,
@@ -97,6 +98,12 @@ pyucarp extensions:
 --notify=<file>: run <file> STATE interface vip vhid on every state change
 --realtime[=<prio>]: real-time scheduling (SCHED_RR, default priority {_RT_PRIO}) and
                      locked memory, for sub-second adverts
+-a may be repeated:  every address moves with the first, which is the one in the
+                     HMAC (the one a C ucarp peer must be given)
+--peer=<ip>: unicast: adverts to this peer instead of the group (may be repeated)
+--real-mac: send adverts from the interface's MAC, not 00:00:5e:00:00:<vhid>
+--manage-vip[=<prefixlen>]: add the addresses on MASTER and remove them otherwise
+                     (default /32), with or without up/down scripts
 
 Administration (the pyucarp command): pyucarp status | demote | promote | metrics | watch
 (pyucarp SUBCOMMAND --help for each)
@@ -185,6 +192,9 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("track-weight", None, True),
     _Option("notify", None, True),
     _Option("realtime", None, True, optional_arg=True),
+    _Option("peer", None, True),
+    _Option("real-mac", None, False),
+    _Option("manage-vip", None, True, optional_arg=True),
 )
 _UCARP_OPTIONS = _OPTIONS[: [o.long for o in _OPTIONS].index("xparam") + 1]
 _BY_SHORT = {opt.short: opt for opt in _OPTIONS if opt.short is not None}
@@ -309,6 +319,16 @@ def _in_range(text: str, what: str, low: int, high: int, message: str) -> int:
     return value
 
 
+def _address(text: str) -> IPv4Address | IPv6Address:
+    """An IPv4 address as inet_pton reads it, or an IPv6 one (pyucarp: CARP over IPv6)."""
+    if ":" not in text:
+        return _ipv4(text)
+    try:
+        return IPv6Address(text)
+    except ValueError:
+        raise ConfigError(f"Invalid address: [{text}]") from None
+
+
 def _ipv4(text: str) -> IPv4Address:
     """A dotted quad as inet_pton reads it; ucarp's "Invalid address: [...]" otherwise."""
     # ipaddress takes exactly inet_pton's syntax: four decimal octets, no leading zeros.
@@ -363,7 +383,8 @@ class _Draft:
 
 
 _FLAGS = frozenset(
-    {"preempt", "neutral", "debug", "shutdown", "daemonize", "ignoreifstate", "nomcast"}
+    {"preempt", "neutral", "debug", "shutdown", "daemonize", "ignoreifstate", "nomcast",
+     "real-mac"}
 )
 _STRINGS = frozenset({"interface", "upscript", "downscript", "xparam"})
 
@@ -373,12 +394,22 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
     if name in _STRINGS:
         draft[name] = value  # kept verbatim: scripts receive exactly this
     elif name == "srcip":
-        draft["srcip"] = _ipv4(value)
+        draft["srcip"] = _address(value)
     elif name == "mcastip":
         draft["mcast"] = _ipv4(value)
     elif name == "addr":
-        draft["addr"] = _ipv4(value)
-        draft["addr_text"] = value
+        address = _address(value)
+        if address.version == 6 and address.scope_id:
+            raise ConfigError(f"Invalid virtual address: [{value}] (no scope on a VIP)")
+        if draft["addr"] is None:
+            draft["addr"] = address
+            draft["addr_text"] = value
+        elif int(address) == 0:
+            raise ConfigError(f"Invalid virtual address: [{value}]")
+        elif address != draft["addr"] and address not in draft["extra_addrs"]:
+            # ucarp keeps only the last -a; every one counts here, the first in the HMAC.
+            draft["extra_addrs"] = (*draft["extra_addrs"], address)
+            draft["extra_addr_texts"] = (*draft["extra_addr_texts"], value)
     elif name == "vhid":
         draft["vhid"] = _in_range(value, "vhid", 1, 255, "vhid must be between 1 and 255.")
     elif name == "pass":
@@ -432,6 +463,19 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
         if not value:
             raise ConfigError("--notify needs a non-empty path")
         draft["notify"] = value
+    elif name == "peer":
+        try:
+            peer = IPv4Address(value)
+        except ValueError:
+            raise ConfigError(f"Invalid peer address: [{value}]") from None
+        if peer.is_multicast or peer.is_unspecified or peer == IPv4Address("255.255.255.255"):
+            raise ConfigError(f"Invalid peer address: [{value}] (a unicast address)")
+        if peer not in draft["peers"]:
+            draft["peers"] = (*draft["peers"], peer)
+    elif name == "manage-vip":
+        draft["manage_vip"] = 0 if not value else _in_range(  # 0: the family's host length
+            value, "prefix length", 1, 128, f"Invalid prefix length: [{value}] (1-32, or"
+            " 1-128 over IPv6)")
     elif name == "realtime":
         draft["realtime"] = _RT_PRIO if not value else _in_range(
             value, "real-time priority", 1, 99, "--realtime priority must be between 1 and 99")
@@ -475,7 +519,29 @@ def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Confi
         raise ConfigError("Password too long")
     if len(os.fsencode(interface)) >= _IFNAMSIZ:
         raise ConfigError("Interface name too long")
+    _check_families(draft)
     return Config(**{**draft.given, "interface": interface})
+
+
+def _check_families(draft: _Draft) -> None:
+    """One family per instance; over IPv6 the BSDs' group and multicast only."""
+    version = draft["addr"].version
+    for what, address in (("Source address", draft["srcip"]),
+                          *(("Virtual address", a) for a in draft["extra_addrs"])):
+        if address.version != version:
+            raise ConfigError(f"{what} [{address}] is IPv{address.version}, the virtual "
+                              f"address [{draft['addr_text']}] IPv{version}: use one family")
+    if version == 6:
+        if "mcast" in draft.given:
+            raise ConfigError("--mcast is for IPv4: IPv6 adverts go to ff02::12")
+        if draft["nomcast"] or draft["peers"]:
+            raise ConfigError("--nomcast and --peer are for IPv4 instances")
+        draft["mcast"] = DEFAULT_GROUP6
+    prefix = draft["manage_vip"]
+    if prefix == 0:
+        draft["manage_vip"] = 32 if version == 4 else 128
+    elif version == 4 and prefix is not None and prefix > 32:
+        raise ConfigError(f"Invalid prefix length: [{prefix}] (1-32)")
 
 
 def parse_args(
@@ -496,7 +562,7 @@ def parse_args(
             return HelpRequested()
         if occurrence.value is None:
             assert occurrence.name in _FLAGS
-            draft[occurrence.name] = True
+            draft[occurrence.name.replace("-", "_")] = True
         else:
             _apply(draft, occurrence.name, occurrence.value)
     return _finish(draft, default_interface)

@@ -5,11 +5,13 @@ Field names follow ucarp's long options (docs/compat.md §1).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from pyucarp.records import NamedTuple  # lean: no dataclasses/typing, ~3 MiB
 
 DEFAULT_GROUP = IPv4Address("224.0.0.18")
+DEFAULT_GROUP6 = IPv6Address("ff02::12")  # the BSDs' CARP group over IPv6
+IPAddress = IPv4Address | IPv6Address
 DEFAULT_FACILITY = "daemon"  # syslog facility when -f is not given
 DEFAULT_SCRIPT_TIMEOUT = 60.0  # seconds before a hung up/down script is killed
 MAX_PASSWORD_BYTES = 19  # ucarp keeps the key in 20 bytes, NUL included
@@ -26,12 +28,12 @@ class Config(NamedTuple):
     """
 
     interface: str  # as typed, alias label included ("eth0:carp0")
-    srcip: IPv4Address
+    srcip: IPAddress
     vhid: int
     password: bytes
-    addr: IPv4Address
+    addr: IPAddress
     addr_text: str  # the VIP exactly as typed: scripts receive it verbatim
-    mcast: IPv4Address = DEFAULT_GROUP
+    mcast: IPAddress = DEFAULT_GROUP  # ff02::12 for an IPv6 instance
     preempt: bool = False
     neutral: bool = False
     advbase: int = 1
@@ -59,6 +61,19 @@ class Config(NamedTuple):
     track_weight: int | None = None  # None: unhealthy means FAULT
     notify: str | None = None
     realtime: int | None = None  # SCHED_RR priority, None: normal scheduling
+    # Beyond multicast IPv4 (docs/differences.md): more addresses, unicast, own MAC.
+    extra_addrs: tuple[IPAddress, ...] = ()  # -a repeated: they move with the first
+    extra_addr_texts: tuple[str, ...] = ()  # as typed, for the scripts
+    peers: tuple[IPv4Address, ...] = ()  # unicast: adverts to these, none to the group
+    real_mac: bool = False  # adverts from the interface's MAC, not 00:00:5e:00:00:<vhid>
+    manage_vip: int | None = None  # prefix length: pyucarp adds/removes the addresses
+
+    @property
+    def addresses(self) -> tuple[tuple[IPAddress, str], ...]:
+        """Every address of the virtual host with its text as typed, the first (the one
+        in the HMAC) first."""
+        return ((self.addr, self.addr_text), *zip(self.extra_addrs, self.extra_addr_texts,
+                                                   strict=True))
 
     @property
     def tracked(self) -> bool:

@@ -26,7 +26,7 @@ import enum
 import importlib
 import struct
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
 
@@ -177,9 +177,10 @@ class CarpFrame(NamedTuple):
 
 
 class Advert(NamedTuple):
-    """An authenticated advertisement from a peer: what the state machine consumes."""
+    """An authenticated advertisement from a peer: what the state machine consumes
+    (from :class:`AdvertCodec`, or converted from ``codec6.Advert6`` over IPv6)."""
 
-    src: IPv4Address
+    src: IPv4Address | IPv6Address
     advbase: int
     advskew: int
     counter: int
@@ -255,15 +256,25 @@ class AdvertCodec:
         srcip: IPv4Address,
         group: IPv4Address,
         nomcast: bool = False,
+        peers: tuple[IPv4Address, ...] = (),
+        source_mac: bytes | None = None,
     ) -> None:
+        """``peers``: unicast mode (adverts to each peer, accepted only from them and only
+        when addressed to ``srcip``); ``source_mac``: send from this MAC instead of
+        ucarp's ``00:00:5e:00:00:<vhid>`` (hypervisors that drop spoofed sources)."""
         self.vhid = vhid
         self.vip = vip
         self.srcip = srcip
         self.group = group
+        self.peers = peers
         self._src_bytes = srcip.packed
         self._digests = _digest_base(password, vhid, vip)
-        dst_mac = BROADCAST_MAC if nomcast else multicast_mac(group)
-        self._eth = dst_mac + virtual_mac(vhid) + struct.pack("!H", ETHERTYPE_IP)
+        self._dst_mac = BROADCAST_MAC if nomcast else multicast_mac(group)
+        self.set_source_mac(virtual_mac(vhid) if source_mac is None else source_mac)
+
+    def set_source_mac(self, mac: bytes) -> None:
+        """The Ethernet source of our adverts from now on."""
+        self._eth = self._dst_mac + mac + struct.pack("!H", ETHERTYPE_IP)
 
     def digest(self, counter: int) -> bytes:
         """Our HMAC for ``counter``."""
@@ -271,6 +282,12 @@ class AdvertCodec:
 
     def encode(self, *, advbase: int, advskew: int, counter: int, ip_id: int) -> bytes:
         """The 70-byte advertisement frame ucarp would send with these values."""
+        return self._eth + self.encode_ip(advbase=advbase, advskew=advskew, counter=counter,
+                                          ip_id=ip_id, dst=self.group)
+
+    def encode_ip(self, *, advbase: int, advskew: int, counter: int, ip_id: int,
+                  dst: IPv4Address) -> bytes:
+        """The advert's 56-byte IPv4 packet to ``dst`` (a unicast peer, or the group)."""
         carp = bytearray(
             CARP_HEADER.pack(
                 (CARP_VERSION << 4) | CARP_ADVERTISEMENT,
@@ -296,11 +313,11 @@ class AdvertCodec:
                 IPPROTO_CARP,
                 0,
                 self.srcip.packed,
-                self.group.packed,
+                dst.packed,
             )
         )
         struct.pack_into("!H", ip, 10, internet_checksum(bytes(ip)))
-        return self._eth + bytes(ip) + bytes(carp)
+        return bytes(ip) + bytes(carp)
 
     def decode(self, frame: bytes) -> Advert | Dropped:
         """Judge a received frame in ucarp's order of checks (docs/compat.md §2).
@@ -319,7 +336,14 @@ class AdvertCodec:
             return Dropped(DropReason.BAD_VERSION, f"Bad version: [{parsed.version}]")
         if parsed.vhid != self.vhid:
             return Dropped(DropReason.OTHER_VHID, f"Ignoring vhid: [{parsed.vhid}]")
-        if parsed.dst != self.group:
+        if self.peers:
+            # Unicast (OpenBSD's carppeer): addressed to us, from a configured peer.
+            if parsed.dst != self.srcip or parsed.src not in self.peers:
+                return Dropped(
+                    DropReason.OTHER_GROUP,
+                    f"Ignoring advert from [{parsed.src}] to [{parsed.dst}]: not a peer's to us",
+                )
+        elif parsed.dst != self.group:
             return Dropped(
                 DropReason.OTHER_GROUP, f"Ignoring different multicast ip: [{parsed.dst}]"
             )

@@ -24,9 +24,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
-from pyucarp.core.codec import Advert, AdvertCodec, Dropped, DropReason, gratuitous_arp
+from pyucarp.core.codec import (
+    Advert,
+    AdvertCodec,
+    Dropped,
+    DropReason,
+    gratuitous_arp,
+    virtual_mac,
+)
+from pyucarp.core.codec6 import Advert6, AdvertCodec6, neighbour_advertisement
 from pyucarp.core.health import HealthJudge
 from pyucarp.core.machine import (
     Action,
@@ -49,10 +57,16 @@ __all__ = ["CarpInstance", "Counters", "Event", "Frame"]
 
 
 class Frame(NamedTuple):
-    """One Ethernet frame to transmit; ``advert`` frames have their outcome reported back."""
+    """One frame to transmit; ``advert`` frames have their outcome reported back.
+
+    ``peer`` None: ``data`` is a whole Ethernet frame, sent as it is. Otherwise ``data`` is
+    the advert's IPv4 packet for that unicast peer, which the kernel routes (its MAC is
+    the neighbour table's business); of an advert's packets, the first carries ``advert``.
+    """
 
     data: bytes
     advert: bool
+    peer: IPv4Address | None = None
 
 
 Event = RunScript | StateChanged | Log | Dropped
@@ -79,24 +93,42 @@ class CarpInstance:
         *,
         vhid: int,
         password: bytes,
-        vip: IPv4Address,
-        group: IPv4Address,
+        vip: IPv4Address | IPv6Address,
+        group: IPv4Address | IPv6Address,
         nomcast: bool,
         params: Params,
         mac: bytes,
         random_bits: Callable[[int], int],
         health: HealthJudge | None = None,
+        extra_vips: tuple[IPv4Address | IPv6Address, ...] = (),
+        peers: tuple[IPv4Address, ...] = (),
+        source_mac: bytes | None = None,
     ) -> None:
         """``health``: the judge of the tracked checks and interfaces, when there are any
         (``params.tracked`` must then be true: health starts unknown)."""
         self.vip = vip
+        # Every address of the virtual host: the first is the one in the HMAC (ucarp's);
+        # the others move with it and are announced with it.
+        self.vips = (vip, *extra_vips)
+        self.peers = peers
+        self._real_mac = source_mac is not None
         self.health = health
         self.mac = mac  # the interface's own MAC: gratuitous ARPs carry it
         self._random_bits = random_bits
-        self.codec = AdvertCodec(
-            vhid=vhid, password=password, vip=vip, srcip=params.srcip, group=group,
-            nomcast=nomcast,
-        )
+        self.codec: AdvertCodec | AdvertCodec6
+        if isinstance(vip, IPv6Address):
+            assert isinstance(params.srcip, IPv6Address), "one family per instance"
+            v6 = tuple(v for v in self.vips if isinstance(v, IPv6Address))
+            self.codec = AdvertCodec6(
+                vhid=vhid, password=password, vips=v6, srcip=params.srcip,
+                eth_src=virtual_mac(vhid) if source_mac is None else source_mac,
+            )
+        else:
+            assert isinstance(params.srcip, IPv4Address) and isinstance(group, IPv4Address)
+            self.codec = AdvertCodec(
+                vhid=vhid, password=password, vip=vip, srcip=params.srcip, group=group,
+                nomcast=nomcast, peers=peers, source_mac=source_mac,
+            )
         self.machine = CarpMachine(params, random64=lambda: random_bits(64))
         self.replay = ReplayGuard()
         self.counters = Counters()
@@ -138,6 +170,8 @@ class CarpInstance:
         if isinstance(result, Dropped):
             self._dropped(result)
             return
+        if isinstance(result, Advert6):  # the machine takes one shape for both families
+            result = Advert(result.src, result.advbase, result.advskew, result.counter)
         if self.replay.seen(result.src, result.counter):
             self._dropped(
                 Dropped(
@@ -192,6 +226,8 @@ class CarpInstance:
     def set_mac(self, mac: bytes) -> None:
         """The interface was re-created with another MAC."""
         self.mac = mac
+        if self._real_mac and isinstance(self.codec, AdvertCodec):
+            self.codec.set_source_mac(mac)
 
     def demote(self, now: float) -> None:
         """SIGUSR2: hand over and stay quiet for a while."""
@@ -207,6 +243,28 @@ class CarpInstance:
 
     # ------------------------------------------------------------------ internals
 
+    def _advert_frames(self, action: SendAdvert) -> None:
+        codec = self.codec
+        if isinstance(codec, AdvertCodec6):
+            frame = codec.encode(advbase=action.advbase, advskew=action.advskew,
+                                 counter=action.counter)
+            self._frames.append(Frame(frame, True))
+            return
+        values = {"advbase": action.advbase, "advskew": action.advskew,
+                  "counter": action.counter, "ip_id": self._random_bits(16)}
+        if not self.peers:
+            self._frames.append(Frame(codec.encode(**values), True))
+        for i, peer in enumerate(self.peers):
+            self._frames.append(Frame(codec.encode_ip(dst=peer, **values), i == 0, peer))
+
+    def _announcement(self, vip: IPv4Address | IPv6Address) -> bytes:
+        """Gratuitous ARP (IPv4, ucarp's) or unsolicited neighbour advertisement (IPv6)."""
+        if isinstance(vip, IPv4Address):
+            return gratuitous_arp(self.mac, vip)
+        src = self.machine.params.srcip
+        assert isinstance(src, IPv6Address)
+        return neighbour_advertisement(self.mac, vip, src)
+
     def _dropped(self, dropped: Dropped) -> None:
         if dropped.reason is DropReason.OWN:
             return  # our own adverts, looped back by some drivers: not news
@@ -216,14 +274,8 @@ class CarpInstance:
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SendAdvert):
-                frame = self.codec.encode(
-                    advbase=action.advbase,
-                    advskew=action.advskew,
-                    counter=action.counter,
-                    ip_id=self._random_bits(16),
-                )
-                self._frames.append(Frame(frame, True))
+                self._advert_frames(action)
             elif isinstance(action, SendGratuitousArp):
-                self._frames.append(Frame(gratuitous_arp(self.mac, self.vip), False))
+                self._frames.extend(Frame(self._announcement(vip), False) for vip in self.vips)
             else:
                 self._events.append(action)

@@ -66,7 +66,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from pyucarp.core.codec import COUNTER_MODULO, LEAVE_ADVBASE, LEAVE_ADVSKEW, Advert, is_leave
 from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
@@ -168,7 +168,7 @@ class Params(NamedTuple):
     deadratio: int = 3
     preempt: bool = False
     neutral: bool = False
-    srcip: IPv4Address = IPv4Address("0.0.0.0")
+    srcip: IPv4Address | IPv6Address = IPv4Address("0.0.0.0")
     # ucarp compares s_addr values as native integers: a cluster must agree on this.
     byteorder: Literal["little", "big"] = "little" if sys.byteorder == "little" else "big"
     demotion_quiet: float = DEMOTION_QUIET
@@ -179,7 +179,7 @@ class Params(NamedTuple):
 class MasterInfo(NamedTuple):
     """The last master heard from (or ourselves), for status."""
 
-    address: IPv4Address
+    address: IPv4Address | IPv6Address
     advbase: int
     advskew: int
 
@@ -210,8 +210,9 @@ def leave_takeover_delay(advskew: int) -> float:
     return advskew / 256 / LEAVE_SKEW_DIVISOR
 
 
-def tie_value(address: IPv4Address, byteorder: Literal["little", "big"]) -> int:
-    """ucarp's tie-break key: the network-order bytes read as a native integer."""
+def tie_value(address: IPv4Address | IPv6Address, byteorder: Literal["little", "big"]) -> int:
+    """ucarp's tie-break key: the network-order bytes read as a native integer (over IPv6,
+    pyucarp reads the 16 bytes the same way: the BSDs have no tie-break to follow)."""
     return int.from_bytes(address.packed, byteorder)
 
 
@@ -231,6 +232,7 @@ class CarpMachine:
         self._counter: int | None = None  # None: no peer accepted yet, random counters
         self._advert_due: float | None = None
         self._master_down_at: float | None = None
+        self._armed_at = 0.0  # when the master-down timer was last armed (an advert came)
         self._quiet_until: float | None = None
         self._delayed_arp = -1
         self._send_errors = 0
@@ -280,6 +282,8 @@ class CarpMachine:
         """INIT -> BACKUP at once; the downscript runs unless neutral."""
         actions: list[Action] = []
         self._enter(now, State.BACKUP, Reason.STARTUP, actions)
+        if self.health is False and self.params.track_weight is None:
+            self._enter(now, State.FAULT, Reason.UNHEALTHY, actions)  # judged before start
         self._arm_master_down(now)
         return actions
 
@@ -437,10 +441,19 @@ class CarpMachine:
                 else f"Service healthy: advertising advskew {skew}")))
             if self.state is State.MASTER:
                 self._send_advert(self.params.advbase, self.advskew, actions)
-            elif self.state is State.BACKUP and self._quiet_until is None and (
-                first or self._master_down_at is not None
-            ):
-                self._arm_master_down(now)  # the weighted skew orders the backups too
+            elif self.state is State.BACKUP and self._quiet_until is None:
+                if first:
+                    self._arm_master_down(now)
+                elif self._master_down_at is not None:
+                    # Same wait, counted from the same advert, with the new skew: a health
+                    # change is no advert and must not push a dead master's takeover back.
+                    skew = self.weighted_advskew
+                    if self._master_left_pending:
+                        wait = leave_takeover_delay(skew)
+                    else:
+                        wait = master_down_interval(self.params.advbase, skew,
+                                                    self.params.deadratio)
+                    self._master_down_at = self._armed_at + wait
             return actions
         if not healthy:
             actions.append(Log(Severity.WARNING, "Service unhealthy: entering FAULT"))
@@ -497,7 +510,7 @@ class CarpMachine:
             return False
         return self.health or self.params.track_weight is not None
 
-    def _tie_lost_to(self, src: IPv4Address) -> bool:
+    def _tie_lost_to(self, src: IPv4Address | IPv6Address) -> bool:
         order = self.params.byteorder
         return tie_value(src, order) < tie_value(self.params.srcip, order)
 
@@ -507,6 +520,7 @@ class CarpMachine:
             self._master_down_at = None
             return
         p = self.params
+        self._armed_at = now
         self._master_down_at = now + master_down_interval(
             p.advbase, self.weighted_advskew, p.deadratio)
 
@@ -521,6 +535,7 @@ class CarpMachine:
         else:
             self._master_down_at = now + delay
             self._master_left_pending = True
+            self._armed_at = now
         return actions
 
     def _become_master(self, now: float, reason: Reason, actions: list[Action]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 DEFAULT_CAPACITY = 16384
 
@@ -25,7 +25,7 @@ _MASK64 = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15  # spreads the source address over all 64 bits
 
 
-def _key(src: IPv4Address, counter: int) -> int:
+def _key(src: IPv4Address | IPv6Address, counter: int) -> int:
     # Folding the source into the counter keeps one 64-bit key per advert; two senders
     # would need colliding random counters for a false alarm, which costs one advert.
     return (counter ^ (int(src) * _MIX)) & _MASK64
@@ -45,7 +45,7 @@ class ReplayGuard:
     def __len__(self) -> int:
         return len(self._sorted)
 
-    def seen(self, src: IPv4Address, counter: int) -> bool:
+    def seen(self, src: IPv4Address | IPv6Address, counter: int) -> bool:
         """True if this pair was accepted before; otherwise remember it and return False."""
         key = _key(src, counter)
         i = bisect_left(self._sorted, key)

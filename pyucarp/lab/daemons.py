@@ -92,7 +92,7 @@ LOG_LINE_RE = re.compile(
 )
 """ucarp's console format: ``YYYY-MM-DDTHH:MM:SS.uuuuuu: [LEVEL] message``."""
 
-_STATE_RE = re.compile(r"Switching to state: (INIT|BACKUP|MASTER)")
+_STATE_RE = re.compile(r"Switching to state: (INIT|BACKUP|MASTER|FAULT)")
 
 
 # --------------------------------------------------------------------------- command lines

@@ -21,6 +21,11 @@ Health, as ``pyucarp status`` reports it and exits (LSB ``status`` style):
 * ``unreadable``: the state file exists but is not a pyucarp state document.
 * ``hung``: the instance's daemon runs but has not refreshed this file (every 5 s) for
   over 30 s: its event loop is stuck.
+* ``service-unhealthy``: the tracked checks or interfaces (``--track-script``,
+  ``--track-interface``) say the service is down, or the instance is in FAULT. The
+  cluster did its job (a backup holds the address, or a weight pushed this node back),
+  but this node's service needs a person: it counts as a problem. A health not decided
+  yet (``unknown``, until the first check ends) does not.
 
 Exit status: 0 when every instance is healthy, 1 when at least one is not, 3 when there is
 no instance at all (LSB "program is not running"), 2 for a usage error.
@@ -41,7 +46,9 @@ from pyucarp.shell.atomic import atomic_write
 from pyucarp.shell.pidfile import daemon_alive
 from pyucarp.shell.statefile import (
     CONTROL_SIGNAL,
+    HEALTH_UNTRACKED,
     STATE_REFRESH_SECONDS,
+    CheckRecord,
     InstanceStatus,
     ScriptRecord,
     StateFile,
@@ -64,6 +71,9 @@ PROBLEM_LINK_DOWN = "link-down"
 PROBLEM_SCRIPT_FAILED = "script-failed"
 PROBLEM_UNREADABLE = "unreadable"
 PROBLEM_HUNG = "hung"
+PROBLEM_SERVICE = "service-unhealthy"
+STATE_FAULT = "FAULT"
+OUTPUT_CELL_MAX = 40  # characters of a check's output line shown in the table
 HUNG_AFTER_SECONDS = 6 * STATE_REFRESH_SECONDS  # six missed heartbeats
 
 
@@ -110,7 +120,14 @@ class Instance:
             problems.append(PROBLEM_LINK_DOWN)
         if status.last_script is not None and status.last_script.failed:
             problems.append(PROBLEM_SCRIPT_FAILED)
+        if status.health == "unhealthy" or status.state == STATE_FAULT:
+            problems.append(PROBLEM_SERVICE)
         return tuple(problems)
+
+    @property
+    def tracked(self) -> bool:
+        """Whether checks or tracked interfaces judge this instance's service."""
+        return self.status is not None and self.status.health != HEALTH_UNTRACKED
 
     @property
     def healthy(self) -> bool:
@@ -226,6 +243,41 @@ def describe_master(status: InstanceStatus | None) -> str:
     return text
 
 
+def describe_service(status: InstanceStatus | None) -> str:
+    """The service's health and its tracked interfaces: ``unhealthy (eth1 down)``."""
+    if status is None or status.health == HEALTH_UNTRACKED:
+        return "-"
+    links = ", ".join(
+        f"{name} {'up' if up else 'down' if up is False else '?'}"
+        for name, up in sorted(status.tracked_interfaces.items())
+    )
+    return f"{status.health} ({links})" if links else status.health
+
+
+def describe_check(check: CheckRecord | None, width: int = OUTPUT_CELL_MAX) -> str:
+    """The last check and how it ended: ``ok (0.01s)``, ``exit 1 (0.02s): refused``,
+    ``timed out (1.00s)``; its output line cut to ``width`` characters."""
+    if check is None:
+        return "-"
+    if check.error is not None:
+        return f"not started: {check.error}"
+    if check.timed_out:
+        verdict = "timed out"
+    elif check.returncode is None:
+        verdict = "killed"
+    elif check.ok:
+        verdict = "ok"
+    else:
+        verdict = f"exit {check.returncode}"
+    text = f"{verdict} ({check.duration:.2f}s)"
+    output = check.output
+    if output:
+        if len(output) > width:
+            output = output[: max(0, width - 3)] + "..."
+        text += f": {output}"
+    return text
+
+
 def dropped_total(status: InstanceStatus) -> int:
     """All refused frames of the instance, every reason together."""
     return sum(status.dropped.values())
@@ -267,16 +319,30 @@ STATUS_COLUMNS = (
     "NAME", "INTERFACE", "VHID", "VIP", "STATE", "SINCE", "MASTER",
     "TRANS", "MAINT", "LAST SCRIPT", "DROPPED", "HEALTH",
 )
+SERVICE_COLUMNS = ("SERVICE", "LAST CHECK")
+"""Shown before DROPPED when at least one instance tracks its service's health."""
 
 
-def status_rows(instances: Iterable[Instance], now: float) -> list[tuple[str, ...]]:
-    """The cells of the status table, one tuple per instance (header not included)."""
+def status_columns(instances: Iterable[Instance]) -> tuple[str, ...]:
+    """The table's header: the service columns only when some instance has checks."""
+    if not any(i.tracked for i in instances):
+        return STATUS_COLUMNS
+    at = STATUS_COLUMNS.index("DROPPED")
+    return (*STATUS_COLUMNS[:at], *SERVICE_COLUMNS, *STATUS_COLUMNS[at:])
+
+
+def status_rows(instances: Iterable[Instance], now: float,
+                service: bool = False) -> list[tuple[str, ...]]:
+    """The cells of the status table, one tuple per instance (header not included);
+    with ``service``, the SERVICE and LAST CHECK cells too (see :func:`status_columns`)."""
     rows: list[tuple[str, ...]] = []
     for inst in instances:
         s = inst.status
         if s is None:
             cells: tuple[str, ...] = ("-", "-", "-", _state_cell(inst), "-", "-", "-",
-                                      _maintenance_cell(inst), "-", "-")
+                                      _maintenance_cell(inst), "-")
+            health: tuple[str, ...] = ("-", "-")
+            dropped = "-"
         else:
             cells = (
                 s.interface or "-",
@@ -288,9 +354,11 @@ def status_rows(instances: Iterable[Instance], now: float) -> list[tuple[str, ..
                 str(s.transitions),
                 _maintenance_cell(inst),
                 describe_script(s.last_script),
-                str(dropped_total(s)),
             )
-        rows.append((inst.name, *cells, _health_cell(inst)))
+            health = (describe_service(s), describe_check(s.last_check))
+            dropped = str(dropped_total(s))
+        rows.append((inst.name, *cells, *(health if service else ()), dropped,
+                     _health_cell(inst)))
     return rows
 
 
@@ -320,8 +388,8 @@ def status_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="pyucarp status",
         description="Show every pyucarp instance of this host, from its state file.",
-        epilog="Exit status: 0 all healthy, 1 one is not (dead, link down, script failed), "
-        "3 no instance.",
+        epilog="Exit status: 0 all healthy, 1 one is not (dead, link down, script failed, "
+        "hung, service unhealthy or FAULT), 3 no instance.",
     )
     _add_statedir(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON list for machines")
@@ -333,7 +401,9 @@ def status_main(argv: list[str]) -> int:
     elif not instances:
         print(f"no pyucarp instance in {args.statedir}")
     else:
-        sys.stdout.write(format_table(STATUS_COLUMNS, status_rows(instances, time.time())))
+        header = status_columns(instances)
+        rows = status_rows(instances, time.time(), service=header != STATUS_COLUMNS)
+        sys.stdout.write(format_table(header, rows))
         if any(_maintenance_cell(i).endswith("*") for i in instances):
             print("* the maintenance flag file and the daemon disagree: "
                   "use pyucarp demote/promote, which also signal the daemon")

@@ -8,6 +8,13 @@ Printed on stdout, or written atomically to a file for node-exporter's textfile 
 A stale state file (its daemon is gone) yields only ``ucarp_up 0``: its last state would
 claim a MASTER that no longer exists. A file that is not a state document yields nothing
 (``pyucarp status`` says why it is unreadable).
+
+Service health (``--track-script``, ``--track-interface``; docs/health.md) is exported only
+for instances that track it: ``ucarp_service_healthy`` is 1 or 0, and NaN while not decided
+yet (the first check still running): a series that exists from the start, which neither
+``== 0`` nor ``== 1`` matches until the verdict is in. The last check's outcome and
+duration follow once a check has ended, each tracked interface's carrier (1, 0, NaN not
+seen yet) with the label ``tracked_interface``.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from dataclasses import dataclass, field
 
 from pyucarp.ops.admin import Instance, scan
 from pyucarp.shell.atomic import atomic_write
-from pyucarp.shell.statefile import ScriptRecord, default_statedir
+from pyucarp.shell.statefile import HEALTH_UNTRACKED, ScriptRecord, default_statedir
 
-STATE_VALUES = {"INIT": 0, "BACKUP": 1, "MASTER": 2}
+STATE_VALUES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
+SERVICE_VALUES = {"healthy": 1.0, "unhealthy": 0.0, "unknown": float("nan")}
 NO_EXIT_STATUS = -1  # the last script timed out, was killed, or could not be started
 
 
@@ -39,11 +47,13 @@ class Family:
 
 FAMILIES = (
     Family("ucarp_up", "gauge", "1 when the instance's daemon runs, 0 for a stale state file."),
-    Family("ucarp_state", "gauge", "CARP state: 0 INIT, 1 BACKUP, 2 MASTER."),
+    Family("ucarp_state", "gauge",
+           "CARP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT (service unhealthy)."),
     Family("ucarp_master", "gauge", "1 when this node is MASTER for the virtual address."),
     Family("ucarp_maintenance", "gauge", "1 while the instance is held in maintenance (BACKUP)."),
     Family("ucarp_link_up", "gauge", "1 while the interface has carrier."),
-    Family("ucarp_healthy", "gauge", "1 when pyucarp status calls the instance healthy."),
+    Family("ucarp_healthy", "gauge", "1 when pyucarp status calls the instance healthy "
+           "(no problem: not dead, hung, link down, script failed or service unhealthy)."),
     Family("ucarp_since_seconds", "gauge", "Unix time at which the current state was entered."),
     Family("ucarp_transitions_total", "counter", "State changes since the daemon started."),
     Family("ucarp_adverts_sent_total", "counter", "CARP advertisements sent."),
@@ -55,6 +65,15 @@ FAMILIES = (
     Family("ucarp_last_script_exit_code", "gauge",
            "Exit status of the last up/down script; -1 when it had none "
            "(timed out, killed, or not started)."),
+    Family("ucarp_service_healthy", "gauge",
+           "Tracked service health: 1 healthy, 0 unhealthy, NaN not decided yet "
+           "(only for instances with checks or tracked interfaces)."),
+    Family("ucarp_check_ok", "gauge", "1 when the last tracked check passed (exit 0 in time)."),
+    Family("ucarp_check_duration_seconds", "gauge", "How long the last tracked check ran."),
+    Family("ucarp_check_timed_out", "gauge",
+           "1 when the last tracked check was killed at its timeout."),
+    Family("ucarp_tracked_interface_up", "gauge",
+           "Carrier of a tracked interface: 1 up, 0 down or gone, NaN not seen yet."),
 )
 
 
@@ -90,9 +109,11 @@ def escape_help(text: str) -> str:
 
 
 def format_value(value: float) -> str:
-    """Integers without a decimal point, other floats in full precision."""
+    """Integers without a decimal point, other floats in full precision, NaN as ``NaN``."""
     if isinstance(value, bool):
         return "1" if value else "0"
+    if value != value:
+        return "NaN"
     if isinstance(value, int) or float(value).is_integer():
         return str(int(value))
     return repr(float(value))
@@ -136,6 +157,17 @@ def collect(instances: Sequence[Instance]) -> Exposition:
                     s.dropped[reason])
         if s.last_script is not None:
             out.add("ucarp_last_script_exit_code", labels, last_script_exit_code(s.last_script))
+        if s.health == HEALTH_UNTRACKED:
+            continue
+        out.add("ucarp_service_healthy", labels, SERVICE_VALUES[s.health])
+        check = s.last_check
+        if check is not None:
+            out.add("ucarp_check_ok", labels, 1 if check.ok else 0)
+            out.add("ucarp_check_duration_seconds", labels, check.duration)
+            out.add("ucarp_check_timed_out", labels, 1 if check.timed_out else 0)
+        for name, up in sorted(s.tracked_interfaces.items()):
+            out.add("ucarp_tracked_interface_up", {**labels, "tracked_interface": name},
+                    float("nan") if up is None else 1 if up else 0)
     return out
 
 

@@ -14,7 +14,7 @@ import errno
 import fcntl
 import socket
 import struct
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from types import TracebackType
 
 import netifaces
@@ -85,7 +85,7 @@ class InterfaceFacts(NamedTuple):
     device: str
     index: int  # type: ignore[assignment]  # the field hides tuple.index(), unused here
     mac: bytes
-    addresses: tuple[IPv4Interface, ...]
+    addresses: tuple[IPv4Interface | IPv6Interface, ...]  # IPv4 ones first
     up: bool
     running: bool
 
@@ -158,6 +158,24 @@ def _ipv4_addresses(device: str) -> tuple[IPv4Interface, ...]:
     return tuple(found)
 
 
+def _ipv6_addresses(device: str) -> tuple[IPv6Interface, ...]:
+    """Every IPv6 address on ``device``, link-local ones without their ``%scope``."""
+    try:
+        families: dict[int, list[dict[str, str]]] = netifaces.ifaddresses(device)
+    except ValueError:
+        return ()
+    found: list[IPv6Interface] = []
+    for entry in families.get(netifaces.AF_INET6, []):
+        addr = entry.get("addr", "").split("%", 1)[0]
+        mask = entry.get("netmask", "/128")
+        prefix = mask.rsplit("/", 1)[1] if "/" in mask else "128"
+        try:
+            found.append(IPv6Interface(f"{addr}/{prefix}"))
+        except ValueError:
+            continue
+    return tuple(found)
+
+
 def interface_facts(device: str) -> InterfaceFacts:
     """Read the facts of ``device`` (a kernel device name, not an alias label).
 
@@ -187,7 +205,7 @@ def interface_facts(device: str) -> InterfaceFacts:
         device=device,
         index=index,
         mac=mac,
-        addresses=_ipv4_addresses(device),
+        addresses=(*_ipv4_addresses(device), *_ipv6_addresses(device)),
         up=bool(flags & IFF_UP),
         running=bool(flags & IFF_RUNNING),
     )

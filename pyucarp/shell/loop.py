@@ -21,11 +21,13 @@ import heapq
 import os
 import selectors
 import signal
+import socket
 import time
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from pyucarp.config.settings import Config
+from pyucarp.core.instance import Frame
 from pyucarp.errors import ConfigError, UcarpError
 from pyucarp.records import TYPE_CHECKING
 from pyucarp.shell.iface import (
@@ -62,7 +64,8 @@ def check_instance(config: Config, log: InstanceLog) -> InterfaceFacts:
     or RuntimeFailure (no such interface); warns of a missing script as ucarp does.
     """
     facts = interface_facts(config.device)
-    if not any(addr.ip == config.srcip for addr in facts.addresses):
+    # By bytes: a link-local source may be written with its scope ("fe80::1%eth0").
+    if not any(addr.ip.packed == config.srcip.packed for addr in facts.addresses):
         raise ConfigError(
             f"Source address [{config.srcip}] is not configured on interface [{config.device}]"
         )
@@ -75,6 +78,11 @@ def check_instance(config: Config, log: InstanceLog) -> InterfaceFacts:
                           or not os.access(config.notify, os.X_OK)):
         raise ConfigError(f"Script [{config.notify}] is not an executable file")
     return facts
+
+
+def _port_key(config: Config) -> tuple[str, IPv4Address | IPv6Address, bool]:
+    """Instances share a socket when these agree; unicast ones join no group."""
+    return (config.device, config.mcast, config.nomcast or bool(config.peers))
 
 
 def _has_carrier(device: str) -> bool:
@@ -96,7 +104,8 @@ def _vhid_of(frame: bytes) -> int | None:
 class Port:
     """One CARP socket (interface, group, multicast or broadcast) and its instances."""
 
-    def __init__(self, device: str, group: IPv4Address, nomcast: bool, srcip: IPv4Address,
+    def __init__(self, device: str, group: IPv4Address | IPv6Address, nomcast: bool,
+                 srcip: IPv4Address | IPv6Address,
                  facts: InterfaceFacts) -> None:
         self.device = device
         self.group = group
@@ -105,9 +114,38 @@ class Port:
         self.facts = facts
         self.by_vhid: dict[int, InstanceRuntime] = {}
         self.sock: CarpSocket | None = None
+        self._unicast: socket.socket | None = None
+
+    def unicast(self) -> socket.socket:
+        """The raw IPv4 socket for adverts to unicast peers (made when first needed).
+
+        The packet is ours byte for byte (IP_HDRINCL); the kernel routes it and resolves
+        the peer's MAC, on this interface only.
+        """
+        if self._unicast is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            try:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
+                                os.fsencode(self.device))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            self._unicast = sock
+        return self._unicast
+
+    def close(self) -> None:
+        """Release the sockets."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self._unicast is not None:
+            self._unicast.close()
+            self._unicast = None
 
     @property
-    def key(self) -> tuple[str, IPv4Address, bool]:
+    def key(self) -> tuple[str, IPv4Address | IPv6Address, bool]:
         """What instances must share to share this socket."""
         return (self.device, self.group, self.nomcast)
 
@@ -149,7 +187,7 @@ class EventLoop:
         self.prefix_logs = prefix_logs
         self._random_bits = _system_random_bits if rng is None else rng.getrandbits
         self.monitor = LinkMonitor()
-        self.ports: dict[tuple[str, IPv4Address, bool], Port] = {}
+        self.ports: dict[tuple[str, IPv4Address | IPv6Address, bool], Port] = {}
         self.instances: dict[str, InstanceRuntime] = {}
         self._retiring: list[InstanceRuntime] = []
         self._heap: list[tuple[float, int, InstanceRuntime]] = []
@@ -185,7 +223,7 @@ class EventLoop:
         Raises UcarpError when its socket cannot be opened or its interface and vhid are
         taken; nothing is left half-added then.
         """
-        key = (config.device, config.mcast, config.nomcast)
+        key = _port_key(config)
         port = self.ports.get(key)
         if port is not None and config.vhid in port.by_vhid:
             raise ConfigError(
@@ -194,7 +232,7 @@ class EventLoop:
             )
         new_port = port is None
         if port is None:
-            port = Port(config.device, config.mcast, config.nomcast, config.srcip, facts)
+            port = Port(*key, config.srcip, facts)
         runtime = InstanceRuntime(
             config,
             self.instance_log(config),
@@ -243,15 +281,18 @@ class EventLoop:
         """What SIGHUP runs (``pyucarp run``)."""
         self._reloader = reloader
 
-    def _transmitter(self, port: Port, config: Config) -> Callable[[bytes, float], bool]:
+    def _transmitter(self, port: Port, config: Config) -> Callable[[Frame, float], bool]:
         log_key = f"send-{config.interface}-{config.vhid}"
 
-        def transmit(frame: bytes, now: float) -> bool:
+        def transmit(frame: Frame, now: float) -> bool:
             sock = port.sock
             if sock is None:
                 return False
             try:
-                sock.send(frame)
+                if frame.peer is None:
+                    sock.send(frame.data)
+                else:
+                    port.unicast().sendto(frame.data, (str(frame.peer), 0))
             except OSError as exc:
                 reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
                 self.log.limited(log_key, Level.WARNING, f"write() has failed: {reason}", now)
@@ -369,12 +410,11 @@ class EventLoop:
             ):
                 self._close_port(key, port)
 
-    def _close_port(self, key: tuple[str, IPv4Address, bool], port: Port) -> None:
+    def _close_port(self, key: tuple[str, IPv4Address | IPv6Address, bool], port: Port) -> None:
         del self.ports[key]
         if port.sock is not None:
             self._unregister(port.sock)
-            port.sock.close()
-            port.sock = None
+        port.close()
 
     def _unregister(self, sock: CarpSocket) -> None:
         if self._selector is not None:
@@ -384,8 +424,7 @@ class EventLoop:
                 pass
 
     def _port_of(self, runtime: InstanceRuntime) -> Port | None:
-        c = runtime.config
-        return self.ports.get((c.device, c.mcast, c.nomcast))
+        return self.ports.get(_port_key(runtime.config))
 
     def _guarded(self, runtime: InstanceRuntime, fn: Callable[..., None], *args: object,
                  **kwargs: object) -> None:
@@ -573,9 +612,10 @@ class EventLoop:
         releases: list[Callable[[], None]] = []
         for runtime in self._all():
             releases.append(runtime.statefile.remove)
+        for runtime in self._all():
+            releases.append(runtime.release_addresses)
         for port in self.ports.values():
-            if port.sock is not None:
-                releases.append(port.sock.close)
+            releases.append(port.close)
         releases.append(self.monitor.close)
         if self._selector is not None:
             releases.append(self._selector.close)

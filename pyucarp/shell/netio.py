@@ -19,10 +19,11 @@ import errno
 import socket
 import struct
 from collections.abc import Iterable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 
 from pyucarp.core.codec import IPPROTO_CARP, multicast_mac
+from pyucarp.core.codec6 import ipv6_multicast_mac
 from pyucarp.errors import RuntimeFailure
 
 __all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "carp_filter", "multicast_mac"]
@@ -30,6 +31,8 @@ __all__ = ["CarpSocket", "CARP_FILTER", "IPPROTO_CARP", "carp_filter", "multicas
 # Linux constants Python 3.10/3.11 does not export (linux/if_ether.h,
 # asm-generic/socket.h, linux/if_packet.h).
 _ETH_P_IP = 0x0800
+_ETH_P_IPV6 = 0x86DD
+_IPV6_JOIN_GROUP = 20  # linux/in6.h IPV6_ADD_MEMBERSHIP
 _SOL_PACKET = 263
 _SO_ATTACH_FILTER = 26
 _SO_RCVBUFFORCE = 33
@@ -69,6 +72,32 @@ CARP_FILTER: bytes = b"".join(
 )
 """The classic BPF program for a :class:`CarpSocket` without a vhid:
 accept IPv4 frames whose IP protocol is 112, drop everything else."""
+
+
+def carp6_filter(vhids: Iterable[int] | None) -> bytes:
+    """The IPv6 program: next header 112 right after the fixed header (no extension
+    header: the BSDs send none), and then, when given, one of ``vhids``."""
+    wanted = sorted({v & 0xFF for v in vhids}) if vhids is not None else []
+    n = len(wanted)
+    compares = [_insn(_BPF_JEQ_K, n - 1 - i, 1 if i == n - 1 else 0, vhid)
+                for i, vhid in enumerate(wanted)]
+    vhid_part = (
+        _insn(_BPF_LD_B_ABS, 0, 0, 14 + 40 + 1),  # A = CARP vhid, after the IPv6 header
+        *compares,
+    ) if wanted else ()
+    return b"".join(
+        (
+            _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
+            _insn(_BPF_JEQ_K, 1, 0, _ETH_P_IPV6),  # IPv6 -> go on
+            _insn(_BPF_RET_K, 0, 0, 0),  # drop
+            _insn(_BPF_LD_B_ABS, 0, 0, 14 + 6),  # A = next header
+            _insn(_BPF_JEQ_K, 1, 0, IPPROTO_CARP),  # CARP -> go on
+            _insn(_BPF_RET_K, 0, 0, 0),  # drop
+            *vhid_part,
+            _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
+            _insn(_BPF_RET_K, 0, 0, 0),  # drop
+        )
+    )
 
 
 def carp_filter(vhids: int | Iterable[int]) -> bytes:
@@ -147,11 +176,12 @@ class CarpSocket:
         self,
         device: str,
         *,
-        srcip: IPv4Address,
-        group: IPv4Address,
+        srcip: IPv4Address | IPv6Address,
+        group: IPv4Address | IPv6Address,
         nomcast: bool,
         vhid: int | Iterable[int] | None = None,
     ) -> None:
+        self.ipv6 = group.version == 6
         self.device = device
         self.srcip = srcip
         self.group = group
@@ -173,9 +203,9 @@ class CarpSocket:
                 f"Unable to open a raw socket on [{device}]: {_why(exc)}"
             ) from None
         try:
-            _attach_filter(self._sock, CARP_FILTER if vhid is None else carp_filter(vhid))
+            _attach_filter(self._sock, self._program(vhid))
             _grow_rcvbuf(self._sock, _RCVBUF_BYTES)
-            self._sock.bind((device, _ETH_P_IP))
+            self._sock.bind((device, _ETH_P_IPV6 if self.ipv6 else _ETH_P_IP))
             self._sock.setblocking(False)
             if not nomcast and group.is_multicast:
                 self._join(group)
@@ -188,7 +218,13 @@ class CarpSocket:
             self.close()
             raise
 
-    def _join(self, group: IPv4Address) -> None:
+    def _program(self, vhid: int | Iterable[int] | None) -> bytes:
+        if self.ipv6:
+            return carp6_filter(None if vhid is None else
+                                ((vhid,) if isinstance(vhid, int) else vhid))
+        return CARP_FILTER if vhid is None else carp_filter(vhid)
+
+    def _join(self, group: IPv4Address | IPv6Address) -> None:
         """Make the device accept the group's frames.
 
         Like ucarp, join the group at the IP level (IP_ADD_MEMBERSHIP) on a
@@ -200,6 +236,9 @@ class CarpSocket:
         would make itself a second master.
         """
         errors: list[str] = []
+        if isinstance(group, IPv6Address):
+            self._join6(group)
+            return
         try:
             # struct packet_mreq { int ifindex; u16 type; u16 alen; u8 addr[8]; }
             mreq = struct.pack(
@@ -228,10 +267,28 @@ class CarpSocket:
                 + "; ".join(errors)
             )
 
+    def _join6(self, group: IPv6Address) -> None:
+        """ff02::12 on this link: the link-level membership (33:33:00:00:00:12) on the packet
+        socket, and the IPv6 one on a socket kept open, so the host answers MLD queries
+        and snooping switches keep forwarding the group to us."""
+        mac = ipv6_multicast_mac(group)
+        mreq = struct.pack("=iHH8s", self.ifindex, _PACKET_MR_MULTICAST, 6, mac)
+        self._sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
+        try:
+            msock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        except OSError:
+            return  # no IPv6 stack to report to: the link-level membership is enough
+        try:
+            msock.setsockopt(socket.IPPROTO_IPV6, _IPV6_JOIN_GROUP,
+                             group.packed + struct.pack("=I", self.ifindex))
+            self._mcast = msock
+        except OSError:
+            msock.close()
+
     def set_vhids(self, vhids: Iterable[int]) -> None:
         """Filter on another set of vhids (the kernel swaps the program atomically)."""
         try:
-            _attach_filter(self._sock, carp_filter(vhids))
+            _attach_filter(self._sock, self._program(list(vhids)))
         except OSError as exc:
             raise RuntimeFailure(
                 f"Unable to set up the CARP socket on [{self.device}]: {_why(exc)}"

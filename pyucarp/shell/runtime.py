@@ -9,6 +9,7 @@ concerns this instance only, so one instance's trouble stays its own.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from pyucarp.core.health import HealthJudge
 from pyucarp.core.instance import CarpInstance, Frame
 from pyucarp.core.machine import Log, Params, RunScript, Severity, State, StateChanged
 from pyucarp.records import TYPE_CHECKING
+from pyucarp.shell.addresses import AddressManager
 from pyucarp.shell.checks import CheckResult, CheckRunner
 from pyucarp.shell.iface import AddressEvent
 from pyucarp.shell.logs import InstanceLog, Level
@@ -35,7 +37,7 @@ from pyucarp.shell.statefile import (
 )
 
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Any, Literal
 
 VIP_RESTORE_HOLDOFF = 5.0  # at most one upscript rerun per this many seconds
 PUMP_LIMIT = 64  # rounds of frames and events one input may cause (a handful in practice)
@@ -58,8 +60,8 @@ _WARNED_DROPS = {
     DropReason.REPLAY,
 }
 
-Transmit = Callable[[bytes, float], bool]
-"""How a runtime sends a frame: the loop's socket for its interface; False on failure."""
+Transmit = Callable[[Frame, float], bool]
+"""How a runtime sends a frame: the loop's sockets for its interface; False on failure."""
 
 
 class InstanceRuntime:
@@ -101,7 +103,16 @@ class InstanceRuntime:
             health=HealthJudge(len(config.track_scripts), config.track_interfaces,
                                fall=config.track_fall, rise=config.track_rise)
             if config.tracked else None,
+            extra_vips=config.extra_addrs,
+            peers=config.peers,
+            source_mac=mac if config.real_mac else None,
         )
+        # --manage-vip: pyucarp itself puts the addresses on and takes them off.
+        self.addresses = None if config.manage_vip is None else AddressManager(
+            config.device, config.interface if ":" in config.interface else None,
+            config.manage_vip)
+        # One RunScript of the core is one run per address, in order: (kind, left, all ok).
+        self._script_groups: collections.deque[list[Any]] = collections.deque()
         env = {**os.environ, **script_env} if script_env else None
         self.runner = ScriptRunner(log, timeout=config.script_timeout, env=script_env)
         # Notifications queue apart from the up/down scripts: one never waits for the other.
@@ -145,6 +156,10 @@ class InstanceRuntime:
 
     def start(self, now: float, *, link_up: bool) -> None:
         """INIT -> BACKUP, read the maintenance flag, write the first state file."""
+        if self.addresses is not None:
+            # A daemon killed while MASTER left its addresses behind: a BACKUP has none.
+            for error in self.addresses.remove(self.core.vips):
+                self.log.error(error)
         self.core.start(now, link_up=link_up or self.config.ignoreifstate)
         self._pump(now)
         self.read_maintenance(now)
@@ -173,11 +188,21 @@ class InstanceRuntime:
             for check in self.checks.handle(now):
                 self._check_done(check, now)
         for result in self.runner.handle(now):
-            self.last_script = result
-            kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
-            self.core.script_finished(kind, result.returncode == 0)
-            self._pump(now)
+            self._script_result(result, now)
             self.write_state(now)
+
+    def _script_result(self, result: ScriptResult, now: float) -> None:
+        """One script run ended; the core hears of it when its whole group has."""
+        self.last_script = result
+        if not self._script_groups:
+            return
+        group = self._script_groups[0]
+        group[1] -= 1
+        group[2] = group[2] and result.returncode == 0
+        if group[1] == 0:
+            self._script_groups.popleft()
+            self.core.script_finished(group[0], group[2])
+            self._pump(now)
 
     def set_link(self, now: float, up: bool) -> None:
         """Carrier news for this instance's interface (ignored with -S)."""
@@ -212,7 +237,7 @@ class InstanceRuntime:
 
     def address_event(self, now: float, event: AddressEvent) -> None:
         """Our VIP removed from the interface while MASTER: run the upscript again."""
-        if event.address.ip != self.config.addr or not event.deleted:
+        if event.address.ip not in self.core.vips or not event.deleted:
             return
         if self.core.state is not State.MASTER or self.scripts_busy():
             return  # a script is at work on the address (an upscript may del and re-add it)
@@ -260,10 +285,13 @@ class InstanceRuntime:
     def finish_scripts(self, results: list[ScriptResult], now: float) -> None:
         """Results of a forced drain at exit, handed in by the loop."""
         for result in results:
-            self.last_script = result
-            kind: Literal["up", "down"] = "up" if result.kind == "up" else "down"
-            self.core.script_finished(kind, result.returncode == 0)
-            self._pump(now)
+            self._script_result(result, now)
+
+    def release_addresses(self) -> None:
+        """At exit, whatever the signal: managed addresses never outlive the daemon."""
+        if self.addresses is not None:
+            for error in self.addresses.remove(self.core.vips):
+                self.log.error(error)
 
     # ------------------------------------------------------------------ carrying out
 
@@ -297,7 +325,7 @@ class InstanceRuntime:
                                             str(c.vhid)], now)
 
     def _transmit(self, frame: Frame, now: float) -> None:
-        ok = self.transmit(frame.data, now)
+        ok = self.transmit(frame, now)
         if frame.advert:
             self.core.advert_sent(ok)
 
@@ -306,15 +334,27 @@ class InstanceRuntime:
         self.log.limited(dropped.reason.name, level, dropped.message, now)
 
     def _run_script(self, now: float, kind: Literal["up", "down"]) -> None:
+        ok = True
+        if self.addresses is not None:
+            # Managed: the addresses go on before the upscript and off before the
+            # downscript ends, so the leave advert (after it) never finds them still here.
+            change = self.addresses.add if kind == "up" else self.addresses.remove
+            errors = change(self.core.vips)
+            for error in errors:
+                self.log.error(error)
+            ok = not errors
         script = self.config.upscript if kind == "up" else self.config.downscript
         if not script:
             # Nothing to run is a script that finished at once (a leave advert may wait).
-            self.core.script_finished(kind, True)
+            self.core.script_finished(kind, ok)
             return
-        argv = [script, self.config.interface, self.config.addr_text]
-        if self.config.xparam is not None:
-            argv.append(self.config.xparam)
-        self.runner.submit(kind, argv, now)
+        runs = self.config.addresses
+        self._script_groups.append([kind, len(runs), ok])
+        for _address, text in runs:  # once per address, in the order given
+            argv = [script, self.config.interface, text]
+            if self.config.xparam is not None:
+                argv.append(self.config.xparam)
+            self.runner.submit(kind, argv, now)
 
     # ------------------------------------------------------------------ state file
 
@@ -374,6 +414,7 @@ class InstanceRuntime:
                 check.timed_out, check.output, check.error,
             ),
             tracked_interfaces={} if core.health is None else core.health.interfaces,
+            vips=tuple(text for _address, text in self.config.addresses),
         )
 
     def health_word(self) -> str:

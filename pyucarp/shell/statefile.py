@@ -107,6 +107,7 @@ class InstanceStatus(NamedTuple):
     health: str = HEALTH_UNTRACKED  # one of HEALTH_VALUES
     last_check: CheckRecord | None = None
     tracked_interfaces: dict[str, bool | None] = {}  # shared default: never mutated
+    vips: tuple[str, ...] = ()  # every address of the virtual host (vip is the first)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (nested records as objects)."""
@@ -116,6 +117,7 @@ class InstanceStatus(NamedTuple):
             doc["last_script"] = {**self.last_script._asdict(), "argv": list(self.last_script.argv)}
         doc["last_check"] = None if self.last_check is None else self.last_check._asdict()
         doc["tracked_interfaces"] = dict(self.tracked_interfaces)
+        doc["vips"] = list(self.vips)
         return doc
 
     @classmethod
@@ -140,8 +142,12 @@ class InstanceStatus(NamedTuple):
             isinstance(k, str) and (v is None or isinstance(v, bool)) for k, v in tracked.items()
         ):
             raise ValueError("field 'tracked_interfaces' is not a map of carrier states")
+        vips = doc.get("vips", [])
+        if not isinstance(vips, list) or not all(isinstance(v, str) for v in vips):
+            raise ValueError("field 'vips' is not a list of addresses")
         return cls(
             **values,
+            vips=tuple(vips),
             dropped=dict(dropped),
             master=None if master is None else _master(master),
             last_script=None if last is None else _script(last),
