@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pyucarp.config.settings import Config
-from pyucarp.errors import ConfigError, RuntimeFailure, UcarpError
+from pyucarp.errors import ConfigError, UcarpError
 from pyucarp.records import TYPE_CHECKING
 from pyucarp.shell.logs import UcarpLog
 
@@ -56,17 +56,7 @@ def run_daemon(args: list[str]) -> int:
         console=not _stderr_is_journal(),
         syslog_enabled=parsed.facility != "none",
     )
-    try:
-        return _start(parsed, log)
-    except ConfigError as exc:
-        log.error(str(exc))
-        return 1
-    except RuntimeFailure as exc:
-        log.error(str(exc))
-        return 2
-    except UcarpError as exc:  # pragma: no cover - every raise site uses a subclass
-        log.error(str(exc))
-        return 2
+    return _reporting(log, lambda: _start(parsed, log))
 
 
 def _start(config: Config, log: UcarpLog) -> int:
@@ -151,13 +141,20 @@ def run_main(args: list[str]) -> int:
         console=not _stderr_is_journal(),
         syslog_enabled=opts.facility.lower() != "none",
     )
+    return _reporting(log, lambda: _run_fleet(opts.config_dir, opts.defaults, opts.pidfile,
+                                              opts.statedir, opts.daemonize, log,
+                                              load_directory))
+
+
+def _reporting(log: UcarpLog, run: Callable[[], int]) -> int:
+    """Run the daemon; an error is one line and ucarp's exit status (1 configuration,
+    2 anything after the checks)."""
     try:
-        return _run_fleet(opts.config_dir, opts.defaults, opts.pidfile, opts.statedir,
-                          opts.daemonize, log, load_directory)
+        return run()
     except ConfigError as exc:
         log.error(str(exc))
         return 1
-    except UcarpError as exc:
+    except UcarpError as exc:  # RuntimeFailure, and any other subclass
         log.error(str(exc))
         return 2
 

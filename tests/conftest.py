@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -50,11 +51,27 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(problem)
 
 
-@pytest.fixture
-def lab() -> Iterator[netlab.Lab]:
-    """A fresh, empty :class:`netlab.Lab` (bridge only), torn down after the test."""
+@contextlib.contextmanager
+def lab_or_skip(ipv6: bool = False) -> Iterator[netlab.Lab]:
+    """A fresh, empty :class:`netlab.Lab` (bridge only) for the block, or the test skipped
+    when this machine cannot build one."""
     problem = netns_problem()
     if problem is not None:
         pytest.skip(problem)
-    with netlab.Lab() as the_lab:
+    with netlab.Lab(ipv6=ipv6) as the_lab:
         yield the_lab
+
+
+@pytest.fixture
+def lab() -> Iterator[netlab.Lab]:
+    """A fresh, empty :class:`netlab.Lab` (bridge only), torn down after the test."""
+    with lab_or_skip() as the_lab:
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def errhost() -> Iterator[netlab.Host]:
+    """One lab host, 192.0.2.1/24, for all the configuration-error runs of a module
+    (nothing they start stays running)."""
+    with lab_or_skip() as the_lab:
+        yield the_lab.add_host("a", "192.0.2.1/24")

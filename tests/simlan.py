@@ -32,6 +32,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from ipaddress import IPv4Address
 from typing import Literal
 
@@ -97,18 +98,10 @@ class NodeSpec:
     track_weight: int | None = None
 
     def params(self) -> Params:
-        """The machine parameters for this node."""
-        return Params(
-            advbase=self.advbase,
-            advskew=self.advskew,
-            deadratio=self.deadratio,
-            preempt=self.preempt,
-            neutral=self.neutral,
-            srcip=self.srcip,
-            byteorder=self.byteorder,
-            tracked=self.tracked,
-            track_weight=self.track_weight,
-        )
+        """The machine parameters for this node: each field of the spec that is one of
+        :class:`Params` (the others keep the machine's defaults)."""
+        own = {f.name for f in dataclass_fields(self)}
+        return Params(**{name: getattr(self, name) for name in Params._fields if name in own})
 
     def health(self) -> HealthJudge | None:
         """A fresh judge of its checks and tracked interfaces (None when untracked)."""

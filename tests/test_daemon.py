@@ -430,19 +430,6 @@ def test_password_hidden_from_cmdline_and_logs(lab: Lab, tmp_path: Path) -> None
 # ----------------------------------------------------------------------------- config errors
 
 
-@pytest.fixture(scope="module")
-def errhost() -> Any:
-    """One lab host for all the configuration-error runs (nothing stays running)."""
-    from conftest import netns_problem
-    from pyucarp.lab import netlab
-
-    problem = netns_problem()
-    if problem is not None:
-        pytest.skip(problem)
-    with netlab.Lab() as the_lab:
-        yield the_lab.add_host("a", A_IP)
-
-
 def _error_args(host: Host, up: Path, down: Path) -> dict[str, list[str]]:
     base = {"-i": "eth0", "-s": host.ip, "-v": "7", "-p": DEFAULT_PASSWORD, "-a": DEFAULT_VIP,
             "-u": str(up), "-d": str(down)}

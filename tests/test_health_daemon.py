@@ -128,14 +128,14 @@ def bracketing_scripts(nodedir: Path) -> tuple[Path, Path]:
 
 
 def node(host: Host, work: Path, name: str, *, impl: str = "py", skew: int = 0,
-         preempt: bool = False, deadratio: int | None = None,
+         preempt: bool = False, deadratio: int | None = None, shutdown: bool = True,
          extra: Sequence[str] = ()) -> Daemon:
     """A node for VIP/VHID with bracketing scripts and -z, pyucarp or the C ucarp."""
     nodedir = work / name
     nodedir.mkdir(parents=True)
     up, down = bracketing_scripts(nodedir)
     args = ucarp_args(host, vhid=VHID, vip=VIP, advskew=skew, preempt=preempt,
-                      deadratio=deadratio, shutdown=True, upscript=up, downscript=down,
+                      deadratio=deadratio, shutdown=shutdown, upscript=up, downscript=down,
                       extra=list(extra))
     return start_ucarp(host, work, args, impl="c" if impl == "c" else "py", name=name,
                        vip=VIP)
@@ -257,6 +257,7 @@ def test_failing_check_hands_over_and_recovers(lab: Lab, tmp_path: Path, impl: s
     flipped = check.set("down")
     assert wait_until(backup.holds_vip, 6, interval=0.01), describe(nodes)
     first_fail = check.first("fail", flipped)
+    assert wait_until(lambda: watch.first_seen(1, flipped) is not None, 2)
     seen = watch.first_seen(1, flipped)
     assert first_fail is not None and seen is not None
     takeover = seen - first_fail
@@ -282,6 +283,7 @@ def test_failing_check_hands_over_and_recovers(lab: Lab, tmp_path: Path, impl: s
     healed = check.set("ok")
     assert wait_until(master.holds_vip, 1.5 + MASTER_DOWN + 3, interval=0.01), describe(nodes)
     first_ok = check.first("ok", healed)
+    assert wait_until(lambda: watch.first_seen(0, healed) is not None, 2)
     back = watch.first_seen(0, healed)
     assert first_ok is not None and back is not None
     recovery = back - first_ok
@@ -415,7 +417,8 @@ def test_flapping_check_moves_the_address_a_bounded_number_of_times(
         predicted += new is False and verdict is not False
         verdict = new
     # Without hysteresis every failure after a success would be a FAULT.
-    naive = sum(1 for before, now in zip([True, *results], results) if before and not now)
+    naive = sum(1 for before, now in zip([True, *results[:-1]], results, strict=True)
+                if before and not now)
     faults = master.states().count("FAULT")
     print(f"{flips} flips, {len(results)} check runs: {faults} FAULT entries (predicted "
           f"{predicted}; {naive} without hysteresis), {holder_changes} changes of the "
@@ -495,8 +498,10 @@ def test_notify_arguments_and_order(lab: Lab, tmp_path: Path) -> None:
     assert wait_until(lone.holds_vip, 4), describe([lone])
     check.set("down")
     assert wait_until(lambda: lone.state() == "FAULT", 3), describe([lone])
+    assert wait_until(lambda: not lone.holds_vip(), 3), describe([lone])
     check.set("ok")
-    assert wait_until(lone.holds_vip, 5), describe([lone])
+    assert wait_until(lambda: lone.state() == "MASTER", 5), describe([lone])
+    assert wait_until(lone.holds_vip, 3), describe([lone])
     assert lone.stop() == 0
     assert wait_until(lambda: len(notified(log)) >= 7, 3), log.read_text()
     calls = notified(log)
@@ -597,6 +602,14 @@ def test_track_variables_through_the_init_script(lab: Lab, tmp_path: Path) -> No
         assert wait_until(lambda: host.has_address(test_initd.VIP), 5)
         status = init.initd("status")
         assert status.rc == 0 and ": MASTER" in status.out, status
+        # The daemon's state file is in the namespace's directory, where stop looks; what a
+        # daemon killed mid-write would leave beside it goes too.
+        inode = os.stat(f"/run/netns/{host.netns}").st_ino
+        statedir = init.run_dir / "pyucarp" / f"netns-{inode}"
+        assert (statedir / "eth0_carp0-42.json").exists()
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        (statedir / f".eth0_carp0-42.json.{gone.pid}.tmp").write_text("{")
     finally:
         res = init.initd("stop")
     assert res.rc == 0 and "ucarp0: stopped" in res.out, res
@@ -618,3 +631,28 @@ def test_sigterm_ends_a_hung_check_with_the_daemon(lab: Lab, tmp_path: Path) -> 
     assert time.monotonic() - t0 < 3
     assert wait_until(lambda: sleeps_in(a) == 0, 2)
     assert not lone.holds_vip()
+
+
+def test_sigusr1_does_not_call_a_fault_instance_master(lab: Lab, tmp_path: Path) -> None:
+    """SIGUSR1's one-line report of an instance in FAULT must not claim MASTER."""
+    a = lab.add_host("a", "192.0.2.1/24")
+    check = Control(tmp_path / "check", "down")
+    lone = node(a, tmp_path, "lone", deadratio=1, extra=check.options())
+    assert wait_until(lambda: lone.state() == "FAULT", 3), describe([lone])
+    lone.send_signal(signal.SIGUSR1)
+    assert wait_until(lambda: lone.count(rf" on eth0 id {VHID}$") >= 1, 3), describe([lone])
+    assert lone.count(rf"MASTER on eth0 id {VHID}$") == 0, describe([lone])
+
+
+def test_exit_without_z_ends_a_hung_check_too(lab: Lab, tmp_path: Path) -> None:
+    """SIGTERM without -z (ucarp's way: die of the signal): no check may outlive the daemon."""
+    a = lab.add_host("a", "192.0.2.1/24")
+    check = Control(tmp_path / "check")
+    lone = node(a, tmp_path, "lone", deadratio=1, shutdown=False,
+                extra=check.options(timeout=20.0, fall=100))
+    assert wait_until(lone.holds_vip, 4), describe([lone])
+    check.set("hang")
+    assert wait_until(lambda: sleeps_in(a) == 1, 3)
+    lone.send_signal(signal.SIGTERM)
+    assert lone.wait_exit(10) is not None, describe([lone])
+    assert wait_until(lambda: sleeps_in(a) == 0, 2), "the hung check outlived the daemon"

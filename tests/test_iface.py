@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
-import secrets
 import select
-import shutil
 import socket
 import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
@@ -32,89 +27,24 @@ from pyucarp.shell.iface import (
     interface_facts,
     parse_rtnetlink,
 )
+from vethpair import A_IF, B_IF, Pair, inside, needs_netns, run_ip, veth_pair
 
-A_IP = IPv4Interface("192.0.2.1/24")
-B_IP = IPv4Interface("192.0.2.2/24")
 VIP = IPv4Interface("192.0.2.100/32")
 UCARP = "/usr/sbin/ucarp"
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-needs_netns = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None,
-    reason="needs root and iproute2",
-)
 needs_ucarp = pytest.mark.skipif(
     not os.access(UCARP, os.X_OK), reason=f"{UCARP} not installed"
 )
 
 
-# --------------------------------------------------------------------------
-# A minimal two-namespace lab: A:eth0 <-veth-> B:eth0, 192.0.2.0/24.
-
-
-def _ip(*args: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=10, check=False
-    )
-    if check and done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """Run the block with this thread in namespace ``ns``."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-        os.close(target)
-
-
-@dataclass
-class Lab:
-    a: str
-    b: str
-
-
 @pytest.fixture
-def lab() -> Iterator[Lab]:
-    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
-    names = Lab(a=f"pyu-ifc-{tag}-a", b=f"pyu-ifc-{tag}-b")
-    created: list[str] = []
-    try:
-        for ns in (names.a, names.b):
-            _ip("netns", "add", ns)
-            created.append(ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", names.a, "link", "add", "eth0", "type", "veth",
-            "peer", "name", "eth0", "netns", names.b)
-        _ip("-n", names.a, "addr", "add", str(A_IP), "dev", "eth0")
-        _ip("-n", names.b, "addr", "add", str(B_IP), "dev", "eth0")
-        for ns in (names.a, names.b):
-            _ip("-n", ns, "link", "set", "eth0", "up")
-        yield names
-    finally:
-        for ns in created:
-            _ip("netns", "del", ns, check=False)
+def lab() -> Iterator[Pair]:
+    with veth_pair("ifc") as pair:
+        yield pair
 
 
 def _link_json(ns: str, dev: str) -> dict[str, object]:
-    out = json.loads(_ip("-n", ns, "-j", "link", "show", "dev", dev))
+    out = json.loads(run_ip("-n", ns, "-j", "link", "show", "dev", dev))
     assert isinstance(out, list) and len(out) == 1
     entry = out[0]
     assert isinstance(entry, dict)
@@ -185,8 +115,8 @@ def test_missing_interface_message() -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_interface_facts(lab: Lab) -> None:
-    _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+def test_interface_facts(lab: Pair) -> None:
+    run_ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
     _wait_running(lab.a, "eth0")
     link = _link_json(lab.a, "eth0")
     with inside(lab.a):
@@ -194,19 +124,24 @@ def test_interface_facts(lab: Lab) -> None:
     assert facts.device == "eth0"
     assert facts.index == link["ifindex"]
     assert facts.mac == bytes.fromhex(str(link["address"]).replace(":", ""))
-    assert set(facts.addresses) == {A_IP, VIP}
+    assert {a for a in facts.addresses if a.version == 4} == {A_IF, VIP}
+    # IPv6 ones follow the IPv4 ones: here the kernel's link-local address only.
+    six = [a for a in facts.addresses if a.version == 6]
+    assert facts.addresses[: len(facts.addresses) - len(six)] == tuple(
+        a for a in facts.addresses if a.version == 4)
+    assert all(a.ip.is_link_local for a in six)
     assert facts.up and facts.running and facts.usable
 
 
 @pytest.mark.netns
 @needs_netns
-def test_facts_follow_carrier_and_admin_state(lab: Lab) -> None:
-    _ip("-n", lab.b, "link", "set", "eth0", "down")
+def test_facts_follow_carrier_and_admin_state(lab: Pair) -> None:
+    run_ip("-n", lab.b, "link", "set", "eth0", "down")
     _wait_running(lab.a, "eth0", want=False)
     with inside(lab.a):
         facts = interface_facts("eth0")
     assert facts.up and not facts.running and not facts.usable
-    _ip("-n", lab.a, "link", "set", "eth0", "down")
+    run_ip("-n", lab.a, "link", "set", "eth0", "down")
     with inside(lab.a):
         facts = interface_facts("eth0")
     assert not facts.up and not facts.running
@@ -214,24 +149,24 @@ def test_facts_follow_carrier_and_admin_state(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_missing_interface_inside_namespace(lab: Lab) -> None:
+def test_missing_interface_inside_namespace(lab: Pair) -> None:
     with inside(lab.a):
         with pytest.raises(RuntimeFailure, match=r"\[eth7\]"):
             interface_facts("eth7")
         # A label is not a device, even when it exists.
-        _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+        run_ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
         with pytest.raises(RuntimeFailure, match="alias label"):
             interface_facts("eth0:carp0")
 
 
 @pytest.mark.netns
 @needs_netns
-def test_has_address_sees_labelled_addresses(lab: Lab) -> None:
+def test_has_address_sees_labelled_addresses(lab: Pair) -> None:
     with inside(lab.a):
-        assert has_address("eth0", A_IP.ip)
+        assert has_address("eth0", A_IF.ip)
         assert not has_address("eth0", VIP.ip)
-        assert not has_address("eth0", B_IP.ip)
-    _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+        assert not has_address("eth0", B_IF.ip)
+    run_ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
     with inside(lab.a):
         assert has_address("eth0", VIP.ip)
         assert not has_address("lo", VIP.ip)
@@ -239,11 +174,11 @@ def test_has_address_sees_labelled_addresses(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_default_interface(lab: Lab) -> None:
+def test_default_interface(lab: Pair) -> None:
     _wait_running(lab.a, "eth0")
     with inside(lab.a):
         assert default_interface() == "eth0"
-    _ip("-n", lab.b, "link", "set", "eth0", "down")  # A's eth0 loses carrier
+    run_ip("-n", lab.b, "link", "set", "eth0", "down")  # A's eth0 loses carrier
     _wait_running(lab.a, "eth0", want=False)
     with inside(lab.a):
         assert default_interface() is None
@@ -265,12 +200,12 @@ def _ucarp_choice(ns: str) -> str | None:
 @pytest.mark.cucarp
 @needs_netns
 @needs_ucarp
-def test_default_interface_matches_ucarp(lab: Lab) -> None:
+def test_default_interface_matches_ucarp(lab: Pair) -> None:
     # More candidates in A, in various states: v1 up without carrier,
     # v3/v4 up and running (v3 created first, so lower index), eth0 running.
-    _ip("-n", lab.a, "link", "add", "v1", "type", "veth", "peer", "name", "v2")
-    _ip("-n", lab.a, "link", "add", "v3", "type", "veth", "peer", "name", "v4")
-    _ip("-n", lab.a, "link", "set", "v1", "up")
+    run_ip("-n", lab.a, "link", "add", "v1", "type", "veth", "peer", "name", "v2")
+    run_ip("-n", lab.a, "link", "add", "v3", "type", "veth", "peer", "name", "v4")
+    run_ip("-n", lab.a, "link", "set", "v1", "up")
     checks = 0
     expected = iter(["eth0", "eth0", "v4|v3", None])
     for step in (
@@ -281,7 +216,7 @@ def test_default_interface_matches_ucarp(lab: Lab) -> None:
     ):
         for name in step:
             state = "down" if name.startswith("-") else "up"
-            _ip("-n", lab.a, "link", "set", name.lstrip("-"), state)
+            run_ip("-n", lab.a, "link", "set", name.lstrip("-"), state)
         for name in step:
             if not name.startswith("-"):
                 _wait_running(lab.a, name)
@@ -298,7 +233,7 @@ def test_default_interface_matches_ucarp(lab: Lab) -> None:
 @pytest.mark.cucarp
 @needs_netns
 @needs_ucarp
-def test_missing_interface_text_matches_ucarp(lab: Lab) -> None:
+def test_missing_interface_text_matches_ucarp(lab: Pair) -> None:
     done = subprocess.run(
         ["ip", "netns", "exec", lab.a, "timeout", "2", UCARP, "-i", "nosuch0",
          "-s", "192.0.2.1", "-v", "1", "-p", "x", "-a", "192.0.2.100"],
@@ -333,6 +268,12 @@ def wait_event(
     raise AssertionError(f"no matching event; saw {seen}")
 
 
+def open_monitor(ns: str, **kw: int) -> LinkMonitor:
+    """A LinkMonitor on namespace ``ns`` (it stays there), for a ``with`` block."""
+    with inside(ns):
+        return LinkMonitor(**kw)
+
+
 def _is_link(name: str, **want: bool) -> Callable[[MonitorEvent], bool]:
     def pred(e: MonitorEvent) -> bool:
         return isinstance(e, LinkEvent) and e.name == name and all(
@@ -342,65 +283,54 @@ def _is_link(name: str, **want: bool) -> Callable[[MonitorEvent], bool]:
 
 @pytest.mark.netns
 @needs_netns
-def test_monitor_reports_carrier_addresses_and_deletion(lab: Lab) -> None:
+def test_monitor_reports_carrier_addresses_and_deletion(lab: Pair) -> None:
     _wait_running(lab.a, "eth0")
     with inside(lab.a):
-        mon = LinkMonitor()
         index = socket.if_nametoindex("eth0")
-    try:
+    with open_monitor(lab.a) as mon:
         assert mon.read_events() == []  # nothing queued, and no blocking
 
-        _ip("-n", lab.b, "link", "set", "eth0", "down")
+        run_ip("-n", lab.b, "link", "set", "eth0", "down")
         wait_event(mon, _is_link("eth0", up=True, running=False, deleted=False))
 
-        _ip("-n", lab.b, "link", "set", "eth0", "up")
+        run_ip("-n", lab.b, "link", "set", "eth0", "up")
         wait_event(mon, _is_link("eth0", up=True, running=True, deleted=False))
 
-        _ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+        run_ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
         added = AddressEvent(index=index, address=VIP, label="eth0:carp0", deleted=False)
         wait_event(mon, lambda e: e == added)
 
-        _ip("-n", lab.a, "addr", "del", str(VIP), "dev", "eth0")
+        run_ip("-n", lab.a, "addr", "del", str(VIP), "dev", "eth0")
         removed = AddressEvent(index=index, address=VIP, label="eth0:carp0", deleted=True)
         wait_event(mon, lambda e: e == removed)
 
-        _ip("-n", lab.a, "link", "del", "eth0")
+        run_ip("-n", lab.a, "link", "del", "eth0")
         seen = wait_event(mon, _is_link("eth0", deleted=True))
         assert any(isinstance(e, LinkEvent) and e.index == index and e.deleted
                    for e in seen)
-    finally:
-        mon.close()
 
 
 @pytest.mark.netns
 @needs_netns
-def test_monitor_sees_only_its_namespace(lab: Lab) -> None:
-    with inside(lab.a):
-        mon = LinkMonitor()
-    try:
-        _ip("-n", lab.b, "addr", "add", "198.51.100.7/32", "dev", "eth0")
-        _ip("-n", lab.a, "addr", "add", "198.51.100.8/32", "dev", "eth0")
+def test_monitor_sees_only_its_namespace(lab: Pair) -> None:
+    with open_monitor(lab.a) as mon:
+        run_ip("-n", lab.b, "addr", "add", "198.51.100.7/32", "dev", "eth0")
+        run_ip("-n", lab.a, "addr", "add", "198.51.100.8/32", "dev", "eth0")
         seen = wait_event(mon, lambda e: isinstance(e, AddressEvent)
                           and e.address.ip == IPv4Address("198.51.100.8"))
         assert not any(isinstance(e, AddressEvent)
                        and e.address.ip == IPv4Address("198.51.100.7") for e in seen)
-    finally:
-        mon.close()
 
 
 @pytest.mark.netns
 @needs_netns
-def test_monitor_overrun_gives_resync(lab: Lab) -> None:
-    with inside(lab.a):
-        mon = LinkMonitor(rcvbuf=1024)  # the kernel's minimum: overruns at once
-    try:
+def test_monitor_overrun_gives_resync(lab: Pair) -> None:
+    with open_monitor(lab.a, rcvbuf=1024) as mon:  # the kernel's minimum: overruns at once
         batch = "".join(f"addr add 198.51.100.{i}/32 dev eth0\n" for i in range(1, 201))
         subprocess.run(["ip", "-n", lab.a, "-batch", "-"], input=batch, text=True,
                        capture_output=True, timeout=10, check=True)
         seen = wait_event(mon, lambda e: isinstance(e, Resync))
         # Still usable afterwards.
-        _ip("-n", lab.a, "addr", "del", "198.51.100.200/32", "dev", "eth0")
+        run_ip("-n", lab.a, "addr", "del", "198.51.100.200/32", "dev", "eth0")
         seen += wait_event(mon, lambda e: isinstance(e, AddressEvent) and e.deleted)
         assert sum(isinstance(e, Resync) for e in seen) >= 1
-    finally:
-        mon.close()

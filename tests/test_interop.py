@@ -385,12 +385,22 @@ def _signal_after_advert(cap: FrameCapture, node: Daemon, signum: int) -> Sent:
     return sent
 
 
-def _check_leave_hand_off(
+def _check_hand_off(
     cap: FrameCapture, log: HolderLog, pair: Pair, old: Daemon, new: Daemon, sent: Sent,
-    down_time: float, what: str,
+    down_time: float, what: str, *, leave: bool,
 ) -> float:
-    """pyucarp ``old`` left with a leave advert; the C ``new`` took over at once."""
+    """``old`` left, signalled at ``sent``; ``new`` took over. With ``leave``, pyucarp ``old``
+    sent a leave advert and the C ``new`` took over at once; else the C ``old`` left silently
+    and pyucarp ``new`` took over after its master-down time (``down_time``)."""
     took = _check_release_before_takeover(old, new, sent.wall, log, pair, what)
+    if not leave:
+        assert _adverts(cap, old, sent.mono + 0.05) == [], f"{what}: the C node kept advertising"
+        last = _adverts(cap, old, sent.mono - 2)[-1].t
+        first = _adverts(cap, new, sent.mono)[0].t
+        assert down_time - 0.05 <= first - last <= down_time + 0.3, (
+            f"{what}: pyucarp advertised {first - last:.2f} s after the last C advert, "
+            f"expected {down_time:.2f} s\n{describe(pair.nodes)}")
+        return took
     # ~1 s batching; without the leave advert ucarp would wait its whole master-down
     # time (``down_time``) from the signal, which came right after an advert
     assert took < min(2.0, down_time - 0.3), (
@@ -400,21 +410,6 @@ def _check_leave_hand_off(
     assert [(s.advbase, s.advskew) for s in left] == [LEAVE], f"{what}: {left}"
     first = _adverts(cap, new, sent.mono)
     assert first and first[0].t > left[0].t, f"{what}: {left} {first}"
-    return took
-
-
-def _check_silent_hand_off(
-    cap: FrameCapture, log: HolderLog, pair: Pair, old: Daemon, new: Daemon, sent: Sent,
-    down_time: float, what: str,
-) -> float:
-    """The C ``old`` left silently; pyucarp ``new`` took over after its master-down time."""
-    took = _check_release_before_takeover(old, new, sent.wall, log, pair, what)
-    assert _adverts(cap, old, sent.mono + 0.05) == [], f"{what}: the C node kept advertising"
-    last = _adverts(cap, old, sent.mono - 2)[-1].t
-    first = _adverts(cap, new, sent.mono)[0].t
-    assert down_time - 0.05 <= first - last <= down_time + 0.3, (
-        f"{what}: pyucarp advertised {first - last:.2f} s after the last C advert, "
-        f"expected {down_time:.2f} s\n{describe(pair.nodes)}")
     return took
 
 
@@ -433,15 +428,15 @@ def test_demotion_and_graceful_exit_hand_offs_both_ways(
         log.sample_for(3 + _master_down("c", 0, B_SKEW) + C_SLACK)
         assert log.spacing() < 0.25, f"holders sampled every {log.spacing():.2f} s only"
 
-        took = _check_leave_hand_off(cap, log, pc, pc.a, pc.b, to_py,
-                                     _master_down("c", B_SKEW, 0), "SIGUSR2, pyucarp master")
+        took = _check_hand_off(cap, log, pc, pc.a, pc.b, to_py, _master_down("c", B_SKEW, 0),
+                               "SIGUSR2, pyucarp master", leave=True)
         record_property("sigusr2_py_to_c_s", round(took, 3))
         # demoted: BACKUP at once, quiet for 3 s, then a listening BACKUP (no -P)
         assert pc.a.states()[-2:] == ["MASTER", "BACKUP"], describe(pc.nodes)
 
         what = "SIGUSR2, C master"
-        took = _check_silent_hand_off(cap, log, cp, cp.a, cp.b, to_c,
-                                      _master_down("py", B_SKEW, 0), what)
+        took = _check_hand_off(cap, log, cp, cp.a, cp.b, to_c, _master_down("py", B_SKEW, 0),
+                               what, leave=False)
         record_property("sigusr2_c_to_py_s", round(took, 3))
         # ucarp went BACKUP at the signal (downscript at once), and after its 3 s pause
         # it stayed a silent BACKUP behind the new master
@@ -462,11 +457,11 @@ def test_demotion_and_graceful_exit_hand_offs_both_ways(
             assert leaving.wait_exit(5) == 0, describe(everyone)
             assert [c.kind for c in leaving.calls(since=sent.wall)] == ["down"], describe(everyone)
 
-        took = _check_silent_hand_off(cap, log, pc, pc.b, pc.a, to_c,
-                                      _master_down("py", 0, B_SKEW), "-z exit, C master")
+        took = _check_hand_off(cap, log, pc, pc.b, pc.a, to_c, _master_down("py", 0, B_SKEW),
+                               "-z exit, C master", leave=False)
         record_property("exit_c_to_py_s", round(took, 3))
-        took = _check_leave_hand_off(cap, log, cp, cp.b, cp.a, to_py,
-                                     _master_down("c", 0, B_SKEW), "-z exit, pyucarp master")
+        took = _check_hand_off(cap, log, cp, cp.b, cp.a, to_py, _master_down("c", 0, B_SKEW),
+                               "-z exit, pyucarp master", leave=True)
         record_property("exit_py_to_c_s", round(took, 3))
 
 

@@ -49,6 +49,13 @@ from pyucarp.core.machine import (
 )
 
 
+def stood_down(reason: Reason, *warnings: str) -> list[Action]:
+    """What a MASTER made to stand down for ``reason`` does: log ``warnings``, switch to
+    BACKUP and run the downscript, with no advert (the VIP is still here)."""
+    return [*(Log(Severity.WARNING, text) for text in warnings), SWITCH_BACKUP,
+            StateChanged(State.MASTER, State.BACKUP, reason), DOWN]
+
+
 def test_start_goes_backup_and_runs_the_downscript() -> None:
     r = rig()
     initial = r.m.state
@@ -325,7 +332,7 @@ def test_demote_from_master_leaves_then_stays_quiet_three_seconds() -> None:
     t = t0 + 0.5
     acts = r.m.demote(t)
     # BACKUP and the downscript, no advert: the VIP is still here, nobody may take it yet
-    assert acts == [SWITCH_BACKUP, StateChanged(State.MASTER, State.BACKUP, Reason.DEMOTION), DOWN]
+    assert acts == stood_down(Reason.DEMOTION)
     assert r.m.state is State.BACKUP
     assert r.m.next_wakeup() == t + DEMOTION_QUIET == t + 3
     # the downscript's end releases the leave advert (once); the quiet time is unchanged
@@ -369,12 +376,7 @@ def test_demote_in_backup_does_nothing() -> None:
 def test_maintenance_on_and_off() -> None:
     r, t0 = master_rig(preempt=True)
     acts = r.m.set_maintenance(t0 + 1, True)
-    assert acts == [
-        Log(Severity.WARNING, "Entering maintenance: staying BACKUP"),
-        SWITCH_BACKUP,
-        StateChanged(State.MASTER, State.BACKUP, Reason.MAINTENANCE),
-        DOWN,
-    ]
+    assert acts == stood_down(Reason.MAINTENANCE, "Entering maintenance: staying BACKUP")
     assert r.m.maintenance and r.m.next_wakeup() is None
     leave = r.m.script_finished("down", True)  # the VIP is gone: now the others may take it
     assert len(leave) == 1 and isinstance(leave[0], SendAdvert) and leave[0].is_leave
@@ -415,12 +417,7 @@ def test_maintenance_released_while_demoted_waits_for_the_quiet_end() -> None:
 def test_link_down_as_master() -> None:
     r, t0 = master_rig(preempt=True)
     acts = r.m.set_link(t0 + 0.5, False)
-    assert acts == [
-        Log(Severity.WARNING, "Interface lost its carrier"),
-        SWITCH_BACKUP,
-        StateChanged(State.MASTER, State.BACKUP, Reason.LINK_DOWN),
-        DOWN,
-    ]
+    assert acts == stood_down(Reason.LINK_DOWN, "Interface lost its carrier")
     assert of(acts, SendAdvert) == [] and r.m.next_wakeup() is None
     assert r.m.set_link(t0 + 0.6, False) == []
     for a in (adv(1, 200), adv(9, 0), adv(255, 255)):

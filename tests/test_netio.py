@@ -2,102 +2,29 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
 import secrets
 import select
-import shutil
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pytest
 
 from pyucarp.errors import RuntimeFailure
 from pyucarp.shell.netio import CARP_FILTER, CarpSocket, multicast_mac
+from vethpair import A_IF, B_IF, Pair, inside, needs_netns, run_ip, veth_pair
 
 GROUP = IPv4Address("224.0.0.18")
-A_IP = IPv4Address("192.0.2.1")
-B_IP = IPv4Address("192.0.2.2")
-
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-needs_netns = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None,
-    reason="needs root and iproute2",
-)
-
-
-# --------------------------------------------------------------------------
-# A minimal two-namespace lab: A:eth0 <-veth-> B:eth0, 192.0.2.0/24.
-
-
-def _ip(*args: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=10, check=False
-    )
-    if check and done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """Run the block with this thread in namespace ``ns``.
-
-    Sockets created inside stay in ``ns`` after the block ends.
-    """
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-        os.close(target)
-
-
-@dataclass
-class Lab:
-    a: str
-    b: str
+A_IP = A_IF.ip
+B_IP = B_IF.ip
 
 
 @pytest.fixture
-def lab() -> Iterator[Lab]:
-    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
-    names = Lab(a=f"pyu-nio-{tag}-a", b=f"pyu-nio-{tag}-b")
-    created: list[str] = []
-    try:
-        for ns in (names.a, names.b):
-            _ip("netns", "add", ns)
-            created.append(ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", names.a, "link", "add", "eth0", "type", "veth",
-            "peer", "name", "eth0", "netns", names.b)
-        _ip("-n", names.a, "addr", "add", f"{A_IP}/24", "dev", "eth0")
-        _ip("-n", names.b, "addr", "add", f"{B_IP}/24", "dev", "eth0")
-        for ns in (names.a, names.b):
-            _ip("-n", ns, "link", "set", "eth0", "up")
-        yield names
-    finally:
-        for ns in created:
-            _ip("netns", "del", ns, check=False)
+def lab() -> Iterator[Pair]:
+    with veth_pair("nio") as pair:
+        yield pair
 
 
 # --------------------------------------------------------------------------
@@ -192,7 +119,7 @@ def test_missing_device_is_a_runtime_failure() -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_frame_crosses_with_exact_bytes_and_is_not_echoed(lab: Lab) -> None:
+def test_frame_crosses_with_exact_bytes_and_is_not_echoed(lab: Pair) -> None:
     with open_carp(lab.a) as sa, open_carp(lab.b, src=B_IP) as sb:
         frame = carp_frame(42, A_IP)
         assert len(frame) == 70
@@ -212,7 +139,7 @@ def test_frame_crosses_with_exact_bytes_and_is_not_echoed(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_second_socket_on_sender_does_not_see_outgoing(lab: Lab) -> None:
+def test_second_socket_on_sender_does_not_see_outgoing(lab: Pair) -> None:
     with open_carp(lab.a) as sa, open_carp(lab.a) as watcher, open_carp(lab.b) as sb:
         sa.send(carp_frame(1, A_IP))
         assert len(wait_frames(sb, 1)) == 1
@@ -221,7 +148,7 @@ def test_second_socket_on_sender_does_not_see_outgoing(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_filter_drops_non_carp(lab: Lab) -> None:
+def test_filter_drops_non_carp(lab: Pair) -> None:
     # An unfiltered observer on B proves the other frames did arrive.
     with inside(lab.b):
         spy = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -257,56 +184,55 @@ def test_filter_drops_non_carp(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_broadcast_destination_is_received(lab: Lab) -> None:
+def test_broadcast_destination_is_received(lab: Pair) -> None:
     with open_carp(lab.a, nomcast=True) as sa, open_carp(lab.b, nomcast=True) as sb:
         frame = carp_frame(5, A_IP, dst_mac=b"\xff" * 6)
         sa.send(frame)
         assert wait_frames(sb, 1) == [frame]
 
 
-def _maddr(ns: str) -> str:
-    return _ip("-n", ns, "maddr", "show", "dev", "eth0")
+def _memberships(ns: str) -> tuple[bool, bool]:
+    """Whether eth0 in ``ns`` is in the CARP group: at the link level (01:00:5e:00:00:12),
+    at the IP level (224.0.0.18)."""
+    listing = run_ip("-n", ns, "maddr", "show", "dev", "eth0")
+    return "01:00:5e:00:00:12" in listing, "224.0.0.18" in listing
 
 
 @pytest.mark.netns
 @needs_netns
-def test_multicast_membership_follows_the_socket(lab: Lab) -> None:
-    assert "01:00:5e:00:00:12" not in _maddr(lab.a)
+def test_multicast_membership_follows_the_socket(lab: Pair) -> None:
+    link_level, _ip_level = _memberships(lab.a)
+    assert not link_level
     sa = open_carp(lab.a)
     try:
-        listing = _maddr(lab.a)
-        assert "01:00:5e:00:00:12" in listing
-        assert "224.0.0.18" in listing
+        assert _memberships(lab.a) == (True, True)
     finally:
         sa.close()
     assert sa.closed
-    listing = _maddr(lab.a)
-    assert "01:00:5e:00:00:12" not in listing
-    assert "224.0.0.18" not in listing
+    assert _memberships(lab.a) == (False, False)
 
 
 @pytest.mark.netns
 @needs_netns
-def test_nomcast_joins_nothing(lab: Lab) -> None:
+def test_nomcast_joins_nothing(lab: Pair) -> None:
     with open_carp(lab.a, nomcast=True):
-        listing = _maddr(lab.a)
-        assert "01:00:5e:00:00:12" not in listing
-        assert "224.0.0.18" not in listing
+        assert _memberships(lab.a) == (False, False)
 
 
 @pytest.mark.netns
 @needs_netns
-def test_join_works_without_an_address(lab: Lab) -> None:
+def test_join_works_without_an_address(lab: Pair) -> None:
     # ucarp's IP_ADD_MEMBERSHIP names the interface by srcip and fails
     # ("No such device") when that address is not configured yet.
-    _ip("-n", lab.a, "addr", "flush", "dev", "eth0")
+    run_ip("-n", lab.a, "addr", "flush", "dev", "eth0")
     with open_carp(lab.a):
-        assert "224.0.0.18" in _maddr(lab.a)
+        _link_level, ip_level = _memberships(lab.a)
+        assert ip_level
 
 
 @pytest.mark.netns
 @needs_netns
-def test_send_failure_raises_oserror(lab: Lab) -> None:
+def test_send_failure_raises_oserror(lab: Pair) -> None:
     with open_carp(lab.a) as sa:
         with pytest.raises(OSError):
             sa.send(carp_frame(1, A_IP) + b"\0" * 4000)  # beyond the MTU
@@ -314,13 +240,13 @@ def test_send_failure_raises_oserror(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_link_down_and_up_keeps_the_socket_usable(lab: Lab) -> None:
+def test_link_down_and_up_keeps_the_socket_usable(lab: Pair) -> None:
     with open_carp(lab.a) as sa, open_carp(lab.b, src=B_IP) as sb:
-        _ip("-n", lab.b, "link", "set", "eth0", "down")
+        run_ip("-n", lab.b, "link", "set", "eth0", "down")
         # The kernel's one-off ENETDOWN is not an error for the caller.
         wait_frames(sb, 1, timeout=0.2)
         assert sb.recv_frames() == []
-        _ip("-n", lab.b, "link", "set", "eth0", "up")
+        run_ip("-n", lab.b, "link", "set", "eth0", "up")
         frame = carp_frame(3, A_IP)
         deadline = time.monotonic() + 3
         got: list[bytes] = []
@@ -332,7 +258,7 @@ def test_link_down_and_up_keeps_the_socket_usable(lab: Lab) -> None:
 
 @pytest.mark.netns
 @needs_netns
-def test_device_only_in_another_namespace_is_missing(lab: Lab) -> None:
+def test_device_only_in_another_namespace_is_missing(lab: Pair) -> None:
     with inside(lab.a):
         with pytest.raises(RuntimeFailure, match=r"\[veth-nope\]"):
             CarpSocket("veth-nope", srcip=A_IP, group=GROUP, nomcast=False)

@@ -15,28 +15,30 @@ import pytest
 from pyucarp.errors import ConfigError
 from pyucarp.ops import admin
 from pyucarp.shell import pidfile
-from pyucarp.shell.pidfile import PidFile, daemon_alive
+from pyucarp.shell.pidfile import PidFile, daemon_alive, pid_alive
 from pyucarp.shell.statefile import InstanceStatus, StateFile
 
 SLEEPER = "import time; time.sleep(60)"
 
 
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A running process whose command line names ucarp (as a daemon's does)."""
-    proc = subprocess.Popen([sys.executable, "-c", SLEEPER, "ucarp"])
+def _sleeping(name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A process asleep with ``name`` on its command line, for the fixture's lifetime."""
+    proc = subprocess.Popen([sys.executable, "-c", SLEEPER, name])
     yield proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A running process whose command line names ucarp (as a daemon's does)."""
+    yield from _sleeping("ucarp")
 
 
 @pytest.fixture
 def stranger() -> Iterator[subprocess.Popen[bytes]]:
     """A running process that is not a ucarp: a reused pid looks like this."""
-    proc = subprocess.Popen([sys.executable, "-c", SLEEPER, "something-else"])
-    yield proc
-    proc.kill()
-    proc.wait()
+    yield from _sleeping("something-else")
 
 
 def _ended_pid() -> int:
@@ -59,6 +61,13 @@ def test_live_daemon_dead_pid_and_stranger(
         assert not daemon_alive(pid)
 
 
+def test_pid_alive_is_any_running_process(stranger: subprocess.Popen[bytes]) -> None:
+    assert pid_alive(stranger.pid) and pid_alive(os.getpid())
+    assert not pid_alive(_ended_pid())
+    for pid in (0, -1):
+        assert not pid_alive(pid)
+
+
 def test_zombie_is_dead() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass", "ucarp"])
     stat = Path(f"/proc/{proc.pid}/stat")
@@ -67,6 +76,7 @@ def test_zombie_is_dead() -> None:
         time.sleep(0.01)
     try:
         assert not daemon_alive(proc.pid)
+        assert not pid_alive(proc.pid)
     finally:
         proc.wait()
 

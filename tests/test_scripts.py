@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from pyucarp.lab.netlab import wait_until
 from pyucarp.shell.logs import Level, UcarpLog
+from pyucarp.shell.pidfile import pid_alive
 from pyucarp.shell.scripts import ScriptResult, ScriptRunner
 
 UCARP = "/usr/sbin/ucarp"
@@ -57,13 +59,9 @@ def run_loop(runner: ScriptRunner, limit: float = 5.0) -> list[ScriptResult]:
     return results
 
 
-def gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (absent or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+def gone_soon(pid: int) -> bool:
+    """Whether ``pid`` stops running (ends, or is a zombie) within 2 s."""
+    return wait_until(lambda: not pid_alive(pid), 2.0)
 
 
 def test_argv_exactly_and_spawning_line(tmp_path: Path) -> None:
@@ -186,11 +184,7 @@ def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     assert res.timed_out and res.returncode is None and res.signal == signal.SIGTERM
     assert 0.4 < res.duration < 1.4
     assert any("timed out after 0.5 s" in m for m in log.at(Level.ERROR))
-    pid = int(child_pid.read_text())
-    end = time.monotonic() + 2.0
-    while not gone(pid) and time.monotonic() < end:
-        time.sleep(0.02)
-    assert gone(pid), "the script's child survived"
+    assert gone_soon(int(child_pid.read_text())), "the script's child survived"
 
 
 def test_sigterm_ignored_then_sigkill(tmp_path: Path) -> None:
@@ -206,11 +200,7 @@ def test_sigterm_ignored_then_sigkill(tmp_path: Path) -> None:
     assert res.timed_out and res.signal == signal.SIGKILL
     assert 0.5 < res.duration < 1.5
     assert any("sending SIGKILL" in m for m in log.at(Level.ERROR))
-    pid = int(child_pid.read_text())
-    end = time.monotonic() + 2.0
-    while not gone(pid) and time.monotonic() < end:
-        time.sleep(0.02)
-    assert gone(pid)
+    assert gone_soon(int(child_pid.read_text()))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ hand-offs, how long two nodes held the address at once (never, when a master lea
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from ipaddress import IPv4Address
@@ -220,11 +221,18 @@ def three(preempt: bool = False, script_time: float = 0.05) -> SimLan:
 SCRIPT_TIMES = [0.0, 0.05, 1.5]
 
 
+def leaving(how: Literal["demote", "shutdown"], at: float, node: str = "a", *,
+            preempt: bool = False, script_time: float = 0.05) -> SimLan:
+    """:func:`three` run for 40 s, ``node`` demoted or shut down at ``at``."""
+    sim = three(preempt=preempt, script_time=script_time)
+    getattr(sim, how)(node, at=at)
+    sim.run(40)
+    return sim
+
+
 @pytest.mark.parametrize("script_time", SCRIPT_TIMES)
 def test_demotion_hands_over_within_the_takeover_skew(script_time: float) -> None:
-    sim = three(script_time=script_time)
-    sim.demote("a", at=20.25)
-    sim.run(40)
+    sim = leaving("demote", 20.25, script_time=script_time)
     assert sim.masters() == ["b"]
     assert_leave_hand_off(sim, "a", "b", at=20.25)
     assert len(sim.became_master("b")) == 1
@@ -238,9 +246,7 @@ def test_demotion_hands_over_within_the_takeover_skew(script_time: float) -> Non
 
 
 def test_demotion_with_preempt_returns_after_the_quiet_time() -> None:
-    sim = three(preempt=True)
-    sim.demote("a", at=20.25)
-    sim.run(40)
+    sim = leaving("demote", 20.25, preempt=True)
     assert sim.masters() == ["a"]
     assert_leave_hand_off(sim, "a", "b", at=20.25)
     (back,) = sim.became_master("a", after=20.25)
@@ -254,9 +260,7 @@ def test_demotion_with_preempt_returns_after_the_quiet_time() -> None:
 
 @pytest.mark.parametrize("script_time", SCRIPT_TIMES)
 def test_shutdown_hands_over_within_the_takeover_skew(script_time: float) -> None:
-    sim = three(script_time=script_time)
-    sim.shutdown("a", at=20.5)
-    sim.run(40)
+    sim = leaving("shutdown", 20.5, script_time=script_time)
     assert sim.masters() == ["b"]
     a = sim.nodes["a"]
     assert a.scripts[-1] == (20.5, "down") and not a.alive
@@ -291,9 +295,7 @@ def test_shutdown_drains_every_queued_script_before_the_leave() -> None:
 
 
 def test_shutdown_of_a_backup_changes_nothing() -> None:
-    sim = three()
-    sim.shutdown("c", at=20.5)
-    sim.run(40)
+    sim = leaving("shutdown", 20.5, "c")
     assert sim.masters() == ["a"] and sim.nodes["c"].scripts == [(0.0, "down")]
     assert sim.no_master_time(3) == 0
     assert [tr.time for tr in sim.transitions if tr.node == "c" and tr.new is None] == [20.5]
@@ -326,9 +328,7 @@ def test_downscript_slower_than_the_master_down_time() -> None:
     """The leave waits for the downscript; the backups do not: b takes over by its own
     timer while a's downscript still runs (so the address may be on both meanwhile), and
     a, having heard b, never sends its now pointless leave."""
-    sim = three(script_time=4.0)
-    sim.demote("a", at=20.25)
-    sim.run(40)
+    sim = leaving("demote", 20.25, script_time=4.0)
     b = sim.nodes["b"]
     took = sim.became_master("b")[0]
     last_rx = b.last_accepted_before(20.25 + sim.link.max_delay)
@@ -339,9 +339,7 @@ def test_downscript_slower_than_the_master_down_time() -> None:
 
 
 def test_a_late_leave_after_a_takeover_starts_no_second_takeover() -> None:
-    sim = three(script_time=4.0)
-    sim.demote("a", at=20.25)
-    sim.run(40)
+    sim = leaving("demote", 20.25, script_time=4.0)
     assert sim.became_master("c") == []
     assert sim.dual_master_time() == 0
 
@@ -641,13 +639,8 @@ def flapping(t: float) -> bool:
 
 
 def runs_of(results: list[bool]) -> list[int]:
-    runs: list[int] = []
-    for i, ok in enumerate(results):
-        if i and ok == results[i - 1]:
-            runs[-1] += 1
-        else:
-            runs.append(1)
-    return runs
+    """The lengths of the maximal runs of equal results, in order."""
+    return [len(list(run)) for _ok, run in itertools.groupby(results)]
 
 
 def flap(k: int) -> tuple[SimLan, list[bool]]:

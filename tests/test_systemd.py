@@ -31,10 +31,10 @@ PASSWORD = "p4ss-w0rd"
 VIP = "192.0.2.100"
 
 
-def unit_settings() -> dict[str, list[str]]:
-    """``Key=value`` lines of the unit, all values of each key."""
+def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
+    """``Key=value`` lines of a unit (ucarp@.service by default), all values of each key."""
     settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
             key, value = line.split("=", 1)
             settings.setdefault(key.strip(), []).append(value.strip())
@@ -291,17 +291,20 @@ def test_cleanup_finds_the_state_file_in_the_namespaces_directory(lab: Lab,
     inode = os.stat(f"/run/netns/{host.netns}").st_ino
     statedir = Path(f"/run/pyucarp/netns-{inode}")
     statefile = statedir / "eth0_carp0-42.json"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tmp = statedir / f".{statefile.name}.{dead.pid}.tmp"  # a daemon killed mid-write's
     made = not statedir.exists()
     statedir.mkdir(parents=True, exist_ok=True)
     try:
-        dead = subprocess.Popen(["true"])
-        dead.wait()
         statefile.write_text(json.dumps({"pid": dead.pid, "state": "MASTER"}, indent=1))
+        tmp.write_text("{")
         done = setup.run(host, "--cleanup", "ucarp0")
         assert done.returncode == 0, done.stderr
-        assert not statefile.exists()
+        assert not statefile.exists() and not tmp.exists()
     finally:
         statefile.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if made:
             statedir.rmdir()
 
@@ -312,18 +315,8 @@ RUN_UNIT = REPO / "etc" / "systemd" / "pyucarp.service"
 INSTALLED_PYUCARP = "/usr/local/bin/pyucarp"
 
 
-def run_unit_settings() -> dict[str, list[str]]:
-    """``Key=value`` lines of pyucarp.service, all values of each key."""
-    settings: dict[str, list[str]] = {}
-    for line in RUN_UNIT.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
-            key, value = line.split("=", 1)
-            settings.setdefault(key.strip(), []).append(value.strip())
-    return settings
-
-
 def test_run_unit_settings() -> None:
-    s = run_unit_settings()
+    s = unit_settings(RUN_UNIT)
     # `pyucarp run` stays in the foreground and does not notify.
     assert s["Type"] == ["exec"]
     assert s["ExecStart"] == [f"{INSTALLED_PYUCARP} run"]

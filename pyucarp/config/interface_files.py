@@ -586,6 +586,14 @@ def _is_uint(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 9
 
 
+def _looks_ipv6(text: str) -> bool:
+    """The init script's is_ipv6: hex digits and colons (a scope after %); the command
+    line's own check then reads it exactly."""
+    address, _, scope = text.partition("%")
+    return ":" in address and all(c in "0123456789abcdefABCDEF:." for c in address) and (
+        "%" not in text or scope.isalnum())
+
+
 def _is_ipv4(text: str) -> bool:
     """The init script's is_ipv4: four decimal octets, no leading zero, at most 255."""
     parts = text.split(".")
@@ -607,7 +615,11 @@ def _initd_problem(v: dict[str, str]) -> str:
     base = v.get("UCARP_BASE", "")
     if not (_is_uint(base) and int(base) <= 255):
         problems.append(f"UCARP_BASE [{base}] is not a number from 0 to 255")
-    for var in ("VIRTUAL_ADDRESS", "SOURCE_ADDRESS", "VIRTUAL_NETMASK", "VIRTUAL_BROADCAST"):
+    for var in ("VIRTUAL_ADDRESS", "SOURCE_ADDRESS"):
+        value = v.get(var, "")
+        if value and not (_is_ipv4(value) or _looks_ipv6(value)):
+            problems.append(f"{var} [{value}] is not an IPv4 or IPv6 address")
+    for var in ("VIRTUAL_NETMASK", "VIRTUAL_BROADCAST"):
         value = v.get(var, "")
         if value and not _is_ipv4(value):
             problems.append(f"{var} [{value}] is not an IPv4 address")

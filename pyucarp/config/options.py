@@ -404,7 +404,7 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
         if draft["addr"] is None:
             draft["addr"] = address
             draft["addr_text"] = value
-        elif int(address) == 0:
+        elif int(address) == 0 or _not_a_host(address):
             raise ConfigError(f"Invalid virtual address: [{value}]")
         elif address != draft["addr"] and address not in draft["extra_addrs"]:
             # ucarp keeps only the last -a; every one counts here, the first in the HMAC.
@@ -468,7 +468,7 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
             peer = IPv4Address(value)
         except ValueError:
             raise ConfigError(f"Invalid peer address: [{value}]") from None
-        if peer.is_multicast or peer.is_unspecified or peer == IPv4Address("255.255.255.255"):
+        if _not_a_host(peer) or peer.is_unspecified:
             raise ConfigError(f"Invalid peer address: [{value}] (a unicast address)")
         if peer not in draft["peers"]:
             draft["peers"] = (*draft["peers"], peer)
@@ -520,7 +520,33 @@ def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Confi
     if len(os.fsencode(interface)) >= _IFNAMSIZ:
         raise ConfigError("Interface name too long")
     _check_families(draft)
+    _check_unicast_and_managed(draft)
     return Config(**{**draft.given, "interface": interface})
+
+
+def _not_a_host(address: IPv4Address | IPv6Address) -> bool:
+    """Multicast, loopback or the broadcast address: never a virtual host's or a peer's."""
+    return address.is_multicast or address.is_loopback or address == _BROADCAST
+
+
+_BROADCAST = IPv4Address("255.255.255.255")
+
+
+def _check_unicast_and_managed(draft: _Draft) -> None:
+    """What --peer and --manage-vip cannot mean."""
+    srcip = draft["srcip"]
+    if draft["peers"]:
+        if srcip in draft["peers"]:
+            raise ConfigError(f"Invalid peer address: [{srcip}] (this host's own)")
+        if draft["nomcast"] or "mcast" in draft.given:
+            raise ConfigError("--peer sends unicast adverts: -M and --mcast mean nothing then")
+    if draft["manage_vip"] is not None:
+        for address in (draft["addr"], *draft["extra_addrs"]):
+            if address == srcip:
+                raise ConfigError(f"Virtual address [{address}] is the source address: "
+                                  "--manage-vip would take it off the host")
+            if _not_a_host(address):
+                raise ConfigError(f"Invalid virtual address for --manage-vip: [{address}]")
 
 
 def _check_families(draft: _Draft) -> None:

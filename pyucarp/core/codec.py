@@ -125,6 +125,16 @@ def _digest_base(password: bytes, vhid: int, vip: IPv4Address) -> _DigestBase:
     return _DigestBase(password, prefix)
 
 
+def carp_header(vhid: int, advbase: int, advskew: int, counter: int, digest: bytes) -> bytes:
+    """The 36 CARP bytes of an advertisement, checksum included (the same over IPv6)."""
+    carp = bytearray(CARP_HEADER.pack(
+        (CARP_VERSION << 4) | CARP_ADVERTISEMENT, vhid, advskew, CARP_AUTHLEN, 0, advbase,
+        0, counter, digest,
+    ))
+    struct.pack_into("!H", carp, 6, internet_checksum(bytes(carp)))
+    return bytes(carp)
+
+
 def gratuitous_arp(mac: bytes, vip: IPv4Address) -> bytes:
     """ucarp's gratuitous ARP: a broadcast *request*, sender = target = (real MAC, VIP)."""
     eth = BROADCAST_MAC + mac + struct.pack("!H", ETHERTYPE_ARP)
@@ -156,6 +166,25 @@ class Dropped(NamedTuple):
     message: str
 
 
+def carp_fields(data: bytes, at: int = 0, summed_from: int | None = None) -> dict[str, Any]:
+    """The fields of the CARP header at offset ``at`` of ``data`` (its 36 bytes must be
+    there), by the names :class:`CarpFrame` and ``codec6.CarpFrame6`` give them.
+
+    ``checksum_ok`` tells whether the bytes from ``summed_from`` (by default ``at``) to
+    the header's end sum to zero: ucarp checks the IPv4 header and the CARP header with
+    one sum, the BSDs over IPv6 the CARP bytes alone.
+    """
+    vt, vhid, advskew, authlen, demote, advbase, _ck, counter, digest = (
+        CARP_HEADER.unpack_from(data, at)
+    )
+    summed = data[at if summed_from is None else summed_from : at + CARP_HEADER_LEN]
+    return {
+        "version": vt >> 4, "type": vt & 0x0F, "vhid": vhid, "advskew": advskew,
+        "authlen": authlen, "demote": demote, "advbase": advbase, "counter": counter,
+        "digest": digest, "checksum_ok": internet_checksum(summed) == 0,
+    }
+
+
 class CarpFrame(NamedTuple):
     """Every field of a structurally valid CARP frame, before authentication."""
 
@@ -174,6 +203,7 @@ class CarpFrame(NamedTuple):
     counter: int
     digest: bytes
     checksum_ok: bool
+    demote: int = 0  # ucarp's pad byte; last, so that records made before it still fit
 
 
 class Advert(NamedTuple):
@@ -194,6 +224,16 @@ class Advert(NamedTuple):
 def is_leave(advbase: int, advskew: int) -> bool:
     """True for the values of pyucarp's leave advert (advbase 255, advskew 255)."""
     return advbase == LEAVE_ADVBASE and advskew == LEAVE_ADVSKEW
+
+
+def bad_digest(expected: bytes, digest: bytes, vips: str) -> Dropped:
+    """ucarp's complaint about an advert whose HMAC is not ``expected`` (``vips``: what
+    the hint calls the virtual addresses)."""
+    return Dropped(
+        DropReason.BAD_DIGEST,
+        f"Bad digest - md2=[{expected[:4].hex()}...] md=[{digest[:4].hex()}...]"
+        f" - Check vhid, password and {vips}",
+    )
 
 
 def parse_frame(frame: bytes) -> CarpFrame | Dropped:
@@ -219,12 +259,8 @@ def parse_frame(frame: bytes) -> CarpFrame | Dropped:
     _vhl, _tos, _tot, ip_id, _off, ttl, _p, _sum, src, dst = _IP_HEADER.unpack_from(
         frame, ETH_HEADER_LEN
     )
-    carp_at = ETH_HEADER_LEN + ip_len
-    vt, vhid, advskew, authlen, _pad, advbase, _ck, counter, digest = CARP_HEADER.unpack_from(
-        frame, carp_at
-    )
     # ucarp checks one sum over IP header and CARP header together: valid parts sum to 0.
-    checksum_ok = internet_checksum(frame[ETH_HEADER_LEN : carp_at + CARP_HEADER_LEN]) == 0
+    carp = carp_fields(frame, ETH_HEADER_LEN + ip_len, summed_from=ETH_HEADER_LEN)
     return CarpFrame(
         eth_dst=frame[0:6],
         eth_src=frame[6:12],
@@ -232,15 +268,7 @@ def parse_frame(frame: bytes) -> CarpFrame | Dropped:
         ttl=ttl,
         src=IPv4Address(src),
         dst=IPv4Address(dst),
-        version=vt >> 4,
-        type=vt & 0x0F,
-        vhid=vhid,
-        advskew=advskew,
-        authlen=authlen,
-        advbase=advbase,
-        counter=counter,
-        digest=digest,
-        checksum_ok=checksum_ok,
+        **carp,
     )
 
 
@@ -288,20 +316,7 @@ class AdvertCodec:
     def encode_ip(self, *, advbase: int, advskew: int, counter: int, ip_id: int,
                   dst: IPv4Address) -> bytes:
         """The advert's 56-byte IPv4 packet to ``dst`` (a unicast peer, or the group)."""
-        carp = bytearray(
-            CARP_HEADER.pack(
-                (CARP_VERSION << 4) | CARP_ADVERTISEMENT,
-                self.vhid,
-                advskew,
-                CARP_AUTHLEN,
-                0,
-                advbase,
-                0,
-                counter,
-                self.digest(counter),
-            )
-        )
-        struct.pack_into("!H", carp, 6, internet_checksum(bytes(carp)))
+        carp = carp_header(self.vhid, advbase, advskew, counter, self.digest(counter))
         ip = bytearray(
             _IP_HEADER.pack(
                 0x45,
@@ -317,7 +332,7 @@ class AdvertCodec:
             )
         )
         struct.pack_into("!H", ip, 10, internet_checksum(bytes(ip)))
-        return bytes(ip) + bytes(carp)
+        return bytes(ip) + carp
 
     def decode(self, frame: bytes) -> Advert | Dropped:
         """Judge a received frame in ucarp's order of checks (docs/compat.md §2).
@@ -351,14 +366,5 @@ class AdvertCodec:
             return Dropped(DropReason.BAD_CHECKSUM, "Bad IP checksum")
         expected = self.digest(parsed.counter)
         if not compare_digest(expected, parsed.digest):
-            return Dropped(
-                DropReason.BAD_DIGEST,
-                f"Bad digest - md2=[{expected[:4].hex()}...] md=[{parsed.digest[:4].hex()}...]"
-                " - Check vhid, password and virtual IP address",
-            )
-        return Advert(
-            src=parsed.src,
-            advbase=parsed.advbase,
-            advskew=parsed.advskew,
-            counter=parsed.counter,
-        )
+            return bad_digest(expected, parsed.digest, "virtual IP address")
+        return Advert(parsed.src, parsed.advbase, parsed.advskew, parsed.counter)

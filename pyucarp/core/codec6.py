@@ -33,8 +33,6 @@ from ipaddress import IPv6Address
 
 from pyucarp.core.codec import (
     CARP_ADVERTISEMENT,
-    CARP_AUTHLEN,
-    CARP_HEADER,
     CARP_HEADER_LEN,
     CARP_TTL,
     CARP_VERSION,
@@ -43,6 +41,9 @@ from pyucarp.core.codec import (
     Dropped,
     DropReason,
     _DigestBase,
+    bad_digest,
+    carp_fields,
+    carp_header,
     compare_digest,
     internet_checksum,
     is_leave,
@@ -259,9 +260,6 @@ def _fields(frame: bytes) -> CarpFrame6:
     """The fields of a frame that passed :func:`_not_carp6`, :func:`_truncated` and
     :func:`_short`."""
     vfc, plen, _nxt, hlim, src, dst = _IPV6_HEADER.unpack_from(frame, ETH_HEADER_LEN)
-    vt, vhid, advskew, authlen, demote, advbase, _ck, counter, digest = (
-        CARP_HEADER.unpack_from(frame, _CARP_AT)
-    )
     return CarpFrame6(
         eth_dst=frame[0:6],
         eth_src=frame[6:12],
@@ -271,16 +269,7 @@ def _fields(frame: bytes) -> CarpFrame6:
         hop_limit=hlim,
         src=IPv6Address(src),
         dst=IPv6Address(dst),
-        version=vt >> 4,
-        type=vt & 0x0F,
-        vhid=vhid,
-        advskew=advskew,
-        authlen=authlen,
-        demote=demote,
-        advbase=advbase,
-        counter=counter,
-        digest=digest,
-        checksum_ok=internet_checksum(frame[_CARP_AT : _CARP_AT + CARP_HEADER_LEN]) == 0,
+        **carp_fields(frame, _CARP_AT),
     )
 
 
@@ -315,9 +304,10 @@ class AdvertCodec6:
         """``vips``: the virtual host's IPv6 addresses (``ipv4_vips``: its IPv4 ones, when a
         BSD peer has both families on the vhid); ``srcip``: our source, usually the
         interface's link-local address; ``peer``/``peer_mac``: FreeBSD's unicast mode
-        (a unicast ``sc_carpaddr6``) instead of ff02::12; ``hmac_link_local``: send the digest with the
-        link-local VIPs hashed (FreeBSD's form) rather than without (OpenBSD's). Frames
-        are accepted with either form, as OpenBSD's ``carp_hmac_verify`` does."""
+        (a unicast ``sc_carpaddr6``) instead of ff02::12; ``hmac_link_local``: send the
+        digest with the link-local VIPs hashed (FreeBSD's form) rather than without
+        (OpenBSD's). Frames are accepted with either form, as OpenBSD's
+        ``carp_hmac_verify`` does."""
         if len(eth_src) != 6:
             raise ValueError(f"eth_src: a MAC address has 6 bytes, not {len(eth_src)}")
         if not 0 <= traffic_class <= 0xFF:
@@ -350,6 +340,10 @@ class AdvertCodec6:
         )
         self._head = eth + ip
 
+    def set_source_mac(self, mac: bytes) -> None:
+        """The Ethernet source of our adverts from now on (the interface came back)."""
+        self._head = self._head[:6] + mac + self._head[12:]
+
     def digest(self, counter: int) -> bytes:
         """Our HMAC for ``counter``, in the form we send."""
         return self._digests.digest_for(counter)
@@ -362,21 +356,8 @@ class AdvertCodec6:
 
     def encode(self, *, advbase: int, advskew: int, counter: int) -> bytes:
         """The 90-byte advertisement frame with these values."""
-        carp = bytearray(
-            CARP_HEADER.pack(
-                (CARP_VERSION << 4) | CARP_ADVERTISEMENT,
-                self.vhid,
-                advskew,
-                CARP_AUTHLEN,
-                0,
-                advbase,
-                0,
-                counter,
-                self.digest(counter),
-            )
-        )
-        struct.pack_into("!H", carp, 6, internet_checksum(bytes(carp)))
-        return self._head + bytes(carp)
+        return self._head + carp_header(self.vhid, advbase, advskew, counter,
+                                        self.digest(counter))
 
     def decode(self, frame: bytes) -> Advert6 | Dropped:
         """Judge a received frame in the BSD kernels' order (docs/compat.md §10).
@@ -412,16 +393,5 @@ class AdvertCodec6:
         if parsed.version != CARP_VERSION:
             return Dropped(DropReason.BAD_VERSION, f"Bad version: [{parsed.version}]")
         if not self._digest_ok(parsed.counter, parsed.digest):
-            expected = self.digest(parsed.counter)
-            return Dropped(
-                DropReason.BAD_DIGEST,
-                f"Bad digest - md2=[{expected[:4].hex()}...] md=[{parsed.digest[:4].hex()}...]"
-                " - Check vhid, password and virtual IP addresses",
-            )
-        return Advert6(
-            src=parsed.src,
-            advbase=parsed.advbase,
-            advskew=parsed.advskew,
-            counter=parsed.counter,
-            demote=parsed.demote,
-        )
+            return bad_digest(self.digest(parsed.counter), parsed.digest, "virtual IP addresses")
+        return Advert6(parsed.src, parsed.advbase, parsed.advskew, parsed.counter, parsed.demote)

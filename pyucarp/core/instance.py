@@ -32,7 +32,6 @@ from pyucarp.core.codec import (
     Dropped,
     DropReason,
     gratuitous_arp,
-    virtual_mac,
 )
 from pyucarp.core.codec6 import Advert6, AdvertCodec6, neighbour_advertisement
 from pyucarp.core.health import HealthJudge
@@ -121,7 +120,9 @@ class CarpInstance:
             v6 = tuple(v for v in self.vips if isinstance(v, IPv6Address))
             self.codec = AdvertCodec6(
                 vhid=vhid, password=password, vips=v6, srcip=params.srcip,
-                eth_src=virtual_mac(vhid) if source_mac is None else source_mac,
+                # The BSDs' source over IPv6: 00:00:5e:00:01:<vhid> (VRRP's range).
+                eth_src=b"\x00\x00\x5e\x00\x01" + bytes([vhid]) if source_mac is None
+                else source_mac,
             )
         else:
             assert isinstance(params.srcip, IPv4Address) and isinstance(group, IPv4Address)
@@ -226,7 +227,7 @@ class CarpInstance:
     def set_mac(self, mac: bytes) -> None:
         """The interface was re-created with another MAC."""
         self.mac = mac
-        if self._real_mac and isinstance(self.codec, AdvertCodec):
+        if self._real_mac:
             self.codec.set_source_mac(mac)
 
     def demote(self, now: float) -> None:

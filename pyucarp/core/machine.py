@@ -211,8 +211,10 @@ def leave_takeover_delay(advskew: int) -> float:
 
 
 def tie_value(address: IPv4Address | IPv6Address, byteorder: Literal["little", "big"]) -> int:
-    """ucarp's tie-break key: the network-order bytes read as a native integer (over IPv6,
-    pyucarp reads the 16 bytes the same way: the BSDs have no tie-break to follow)."""
+    """ucarp's tie-break key: the network-order bytes read as a native integer. Over IPv6
+    (no ucarp to agree with) the 16 bytes read big-endian, docs/compat.md §10."""
+    if address.version == 6:
+        return int(address)
     return int.from_bytes(address.packed, byteorder)
 
 

@@ -33,11 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO
 
 from pyucarp.core.machine import leave_takeover_delay
 from pyucarp.lab.daemons import Daemon, start_pyucarp, vip_scripts
-from pyucarp.lab.netlab import Host, Lab, LabError, PingWatch, largest_gap
+from pyucarp.lab.netlab import Host, Lab, LabError, PingWatch, largest_gap, stop_process
 
 VIP = "192.0.2.100"
 VHID = 7
@@ -165,7 +165,7 @@ class Story:
 
     def explain(self, text: str) -> None:
         """Print a plain-words paragraph, wrapped and indented."""
-        for line in textwrap.wrap(text, WIDTH - 4):
+        for line in textwrap.wrap(" ".join(text.split()), WIDTH - 4):
             self.say(f"    {line}")
 
     def event(self, when: float, who: str, text: str, *styles: str) -> None:
@@ -185,6 +185,12 @@ class Story:
     def pause(self) -> None:
         """Give a human time to read the explanation (keeps watching meanwhile)."""
         self.watch(self.pace.read)
+
+    def begin(self, number: int, title: str, text: str) -> None:
+        """A step's title bar and explanation, and the time to read them."""
+        self.heading(number, title)
+        self.explain(text)
+        self.pause()
 
     # ------------------------------------------------------------------ the lab
 
@@ -323,6 +329,15 @@ class Story:
         """The longest silence the client saw between ``start`` and ``end``."""
         return largest_gap(self.replies(), start, end)
 
+    def settle(self, start: float) -> float:
+        """End a hand-off that began at ``start``: let it settle, tell who holds the address
+        now, and return the longest silence the client saw until this call."""
+        end = time.monotonic()
+        self.watch(self.pace.settle)
+        gap = self.outage(start, end)
+        self.summary_state()
+        return gap
+
     def summary_state(self) -> None:
         """One line: who is MASTER and who carries the VIP, read from the lab itself."""
         holders = self.vip_holders()
@@ -336,12 +351,12 @@ class Story:
         s = self.s
         self.say(s("pyucarp demo: two machines, one address that never goes away", "bold"))
         self.say()
-        self.explain(
-            "CARP lets several machines share one IP address (the 'virtual IP'). One of them, "
-            "the MASTER, answers for it and tells the others so by multicasting a short "
-            "advertisement every second. The others are BACKUPs: they listen, and when the "
-            "advertisements stop they take over. Each node has an 'advskew': the lower it "
-            "is, the more that node is preferred.")
+        self.explain("""
+            CARP lets several machines share one IP address (the 'virtual IP'). One of them, the
+            MASTER, answers for it and tells the others so by multicasting a short advertisement
+            every second. The others are BACKUPs: they listen, and when the advertisements stop
+            they take over. Each node has an 'advskew': the lower it is, the more that node is
+            preferred.""")
         self.say()
         drawing = f"""\
                       client 192.0.2.10   pings {VIP} every 10 ms
@@ -360,11 +375,11 @@ class Story:
     def step_election(self) -> None:
         """1. Both start BACKUP; the lower advskew waits less and becomes MASTER."""
         self.heading(1, "Election")
-        self.explain(
-            "Both daemons start at the same moment, as BACKUP, and listen. A BACKUP that "
-            f"hears no MASTER for 3 x 1 s + advskew/256 s takes over: alpha waits "
-            f"{master_down_time(0):.3f} s, beta {master_down_time(20):.3f} s. So alpha "
-            "becomes MASTER first, and beta, hearing it, stays BACKUP.")
+        self.explain(f"""
+            Both daemons start at the same moment, as BACKUP, and listen. A BACKUP that hears no
+            MASTER for 3 x 1 s + advskew/256 s takes over: alpha waits {master_down_time(0):.3f}
+            s, beta {master_down_time(20):.3f} s. So alpha becomes MASTER first, and beta,
+            hearing it, stays BACKUP.""")
         start = time.monotonic()
         self.start_client(120)
         for node in self.nodes.values():
@@ -383,15 +398,13 @@ class Story:
 
     def step_vanish(self) -> None:
         """2. alpha is pulled off the switch and dies: beta waits the master-down time."""
-        self.heading(2, "The master's host vanishes")
         bound = master_down_time(20)
-        self.explain(
-            "alpha's machine dies: we pull it off the switch and kill its daemon, so no "
-            "goodbye is sent. beta simply stops hearing advertisements. After "
-            f"3 x 1 s + 20/256 s = {bound:.3f} s of silence it takes over; until then the "
-            "client's pings go unanswered. We pull the plug just after one of alpha's "
-            "advertisements, so beta has to wait the whole time.")
-        self.pause()
+        self.begin(2, "The master's host vanishes", f"""
+            alpha's machine dies: we pull it off the switch and kill its daemon, so no goodbye is
+            sent. beta simply stops hearing advertisements. After 3 x 1 s + 20/256 s =
+            {bound:.3f} s of silence it takes over; until then the client's pings go unanswered.
+            We pull the plug just after one of alpha's advertisements, so beta has to wait the
+            whole time.""")
         alpha = self.nodes["alpha"]
         # alpha advertises once a second from the moment it became MASTER
         since = alpha.master_since or time.monotonic()
@@ -400,16 +413,13 @@ class Story:
         cut = time.monotonic()
         alpha.host.unplug()
         if alpha.daemon is not None:
-            _kill(alpha.daemon.proc)
+            stop_process(alpha.daemon.proc, grace=None)
         alpha.host.del_address(VIP, missing_ok=True)  # the machine is off: nothing answers
         alpha.state = "gone"
         alpha.exit_told = True
         self.event(cut, "alpha", "unplugged from the switch and stopped dead", "red")
         ok = self.watch(bound + 5, self.settled("beta"))
-        end = time.monotonic()
-        self.watch(self.pace.settle)
-        gap = self.outage(cut - 0.1, end)
-        self.summary_state()
+        gap = self.settle(cut - 0.1)
         self.say(f"    The client waited {gap:.3f} s. CARP's bound: {bound:.3f} s after the "
                  "last advertisement,", "bold")
         self.say("    plus the few milliseconds the up script takes to add the address.", "bold")
@@ -419,14 +429,12 @@ class Story:
 
     def step_return(self) -> None:
         """3. alpha boots again, hears beta, and preempts it (-P, lower advskew)."""
-        self.heading(3, "alpha comes back")
-        self.explain(
-            "alpha's machine is back on the switch (it rebooted, so it no longer holds the "
-            "address) and its daemon starts again, as BACKUP. The first advertisement it "
-            "hears is beta's, with advskew 20. alpha is preferred (advskew 0) and runs with "
-            "--preempt, so it does not wait: it becomes MASTER at once. beta hears a "
-            "preferred MASTER and steps back to BACKUP.")
-        self.pause()
+        self.begin(3, "alpha comes back", """
+            alpha's machine is back on the switch (it rebooted, so it no longer holds the
+            address) and its daemon starts again, as BACKUP. The first advertisement it hears is
+            beta's, with advskew 20. alpha is preferred (advskew 0) and runs with --preempt, so
+            it does not wait: it becomes MASTER at once. beta hears a preferred MASTER and steps
+            back to BACKUP.""")
         alpha = self.nodes["alpha"]
         start = time.monotonic()
         alpha.host.plug()
@@ -436,10 +444,7 @@ class Story:
         self.event(start, "alpha", "plugged in again, daemon restarted")
         self.start_node(alpha)
         ok = self.watch(ADVBASE + 20 / 256 + 5, self.settled("alpha"))
-        end = time.monotonic()
-        self.watch(self.pace.settle)
-        gap = self.outage(start, end)
-        self.summary_state()
+        gap = self.settle(start)
         self.say(f"    Hand-off back to alpha: the client's longest wait was {gap:.3f} s.", "bold")
         self.results.append(StepResult(
             "3 alpha returns (-P)", "alpha MASTER again" if ok else "alpha did NOT preempt",
@@ -447,24 +452,19 @@ class Story:
 
     def step_graceful(self) -> None:
         """4. SIGTERM alpha (-z): its leave advert lets beta take over at once."""
-        self.heading(4, "Graceful hand-off")
         skew = leave_takeover_delay(20)
-        self.explain(
-            "Now alpha is stopped on purpose, for maintenance: SIGTERM, and because it runs "
-            "with --shutdown (-z) it hands over cleanly. Its last advertisement says 'I am "
-            "leaving' (advbase 255, advskew 255), so beta need not wait 3 seconds: it takes "
-            f"over after just an eighth of its own advskew/256 = {skew:.3f} s.")
-        self.pause()
+        self.begin(4, "Graceful hand-off", f"""
+            Now alpha is stopped on purpose, for maintenance: SIGTERM, and because it runs with
+            --shutdown (-z) it hands over cleanly. Its last advertisement says 'I am leaving'
+            (advbase 255, advskew 255), so beta need not wait 3 seconds: it takes over after just
+            an eighth of its own advskew/256 = {skew:.3f} s.""")
         alpha = self.nodes["alpha"]
         start = time.monotonic()
         if alpha.daemon is not None:
             alpha.daemon.send_signal(signal.SIGTERM)
         self.event(start, "alpha", "SIGTERM: leave advert, down script, exit")
         ok = self.watch(5, self.settled("beta"))
-        end = time.monotonic()
-        self.watch(self.pace.settle)
-        gap = self.outage(start, end)
-        self.summary_state()
+        gap = self.settle(start)
         self.say(f"    The client waited only {gap:.3f} s.", "bold")
         self.results.append(StepResult(
             "4 graceful stop (-z)", "beta took over" if ok else "beta did NOT take over",
@@ -482,21 +482,9 @@ class Story:
         for r, row in zip(self.results, rows, strict=True):
             self.say(fmt.format(*row).rstrip(), *(() if r.ok else ("red",)))
         self.say()
-        self.explain(
-            "A dead master costs the client about 3 seconds: the time CARP needs to be sure "
-            "it is gone. A planned stop costs almost nothing, because pyucarp says goodbye.")
-
-
-def _kill(proc: subprocess.Popen[Any]) -> None:
-    """SIGKILL a process's whole session (a crash: no goodbye, no script) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
+        self.explain("""
+            A dead master costs the client about 3 seconds: the time CARP needs to be sure it is
+            gone. A planned stop costs almost nothing, because pyucarp says goodbye.""")
 
 
 def _tell(text: str) -> None:

@@ -31,11 +31,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import IO, Any
 
+from pyucarp.closing import Closing
 from pyucarp.lab import helper
 from pyucarp.lab.helper import ALLOWED_NETWORKS, CAPTURE_KINDS, check_test_address
+from pyucarp.shell.pidfile import pid_alive
 
 __all__ = [
     "ALLOWED_NETWORKS",
@@ -146,21 +148,6 @@ def netns_pids(netns: str) -> list[int]:
     return [int(tok) for tok in proc.stdout.split() if tok.isdigit()]
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _kill_netns_processes(netns: str, rounds: int = 20) -> None:
     """SIGKILL whatever still runs in ``netns`` (daemonized children escape process groups)."""
     for _ in range(rounds):
@@ -187,9 +174,13 @@ def _delete_netns(netns: str) -> None:
         time.sleep(0.1)
 
 
-def stop_process(proc: subprocess.Popen[Any], grace: float = 1.0) -> None:
-    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap it."""
-    if proc.poll() is None:
+def stop_process(proc: subprocess.Popen[Any], grace: float | None = 1.0) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap it.
+
+    With ``grace`` None the group is SIGKILLed at once: the end of a crash, with no
+    goodbye and no script.
+    """
+    if grace is not None and proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -394,7 +385,7 @@ class Host:
         return self.start_ping_watch(target, interval_s, duration_s).wait()
 
 
-class Lab:
+class Lab(Closing):
     """A bridge namespace plus host namespaces; a context manager that always cleans up."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, ipv6: bool = False) -> None:
@@ -435,17 +426,13 @@ class Lab:
                     self._sysctl(self.bridge_ns, key, "0")
             _ip("-n", self.bridge_ns, "link", "set", BRIDGE, "up")
         except BaseException:
-            self.close(raise_on_leftover=False)
+            self.close_after_error()
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close(raise_on_leftover=exc_type is None)
+    def close_after_error(self) -> None:
+        """Tear down after an exception: leftovers are reported on stderr, not raised."""
+        self.close(raise_on_leftover=False)
 
     def close(self, raise_on_leftover: bool = True) -> list[str]:
         """Kill every process the lab started and delete its namespaces (idempotent).
@@ -631,7 +618,7 @@ def _start_helper(lab: Lab | None, argv: Sequence[str | bytes]) -> subprocess.Po
     return subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
 
 
-class FrameCapture:
+class FrameCapture(Closing):
     """Records frames seen on one interface inside a namespace, with monotonic timestamps.
 
     ``kinds`` picks what is kept: "carp" (IPv4 protocol 112), "arp", "icmp", or "all".
@@ -666,14 +653,6 @@ class FrameCapture:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self, ready_timeout: float = 10.0) -> None:
         """Start the helper and wait until its socket is bound."""
         argv = _helper_argv(self.netns, "capture", self.iface, ",".join(self.kinds),
@@ -697,6 +676,8 @@ class FrameCapture:
             stop_process(self._proc, grace=2.0)
         if self._reader is not None:
             self._reader.thread.join(timeout=5)
+
+    close = stop  # the end of the with-block
 
     def records(self) -> list[CapturedFrame]:
         """Frames captured so far, oldest first, with their direction."""

@@ -30,14 +30,15 @@ from pyucarp.config.options import read_passfile
 from pyucarp.config.settings import MAX_PASSWORD_BYTES
 from pyucarp.core.codec import (
     CARP_AUTHLEN,
-    CARP_HEADER,
     CARP_HEADER_LEN,
     CARP_TTL,
+    CARP_VERSION,
     ETH_HEADER_LEN,
     ETHERTYPE_IP,
     IP_HEADER_LEN,
     IPPROTO_CARP,
     carp_digest,
+    carp_fields,
     internet_checksum,
     is_leave,
 )
@@ -67,6 +68,7 @@ class AdvertView:
     advskew: int = 0
     advbase: int = 0
     authlen: int = 0
+    demote: int = 0  # ucarp's pad byte (the BSDs' demotion counter)
     counter: int = 0
     digest: bytes = b""
     checksum_ok: bool = False
@@ -107,27 +109,15 @@ def dissect(frame: bytes, t: float, password: bytes | None = None,
     )
     if len(payload) < CARP_HEADER_LEN:
         return common
-    fields = CARP_HEADER.unpack(payload[:CARP_HEADER_LEN])
-    ver_type, vhid, advskew, authlen, _pad, advbase, _cksum, counter, digest = fields
-    if ver_type >> 4 != 2 or authlen != CARP_AUTHLEN:
+    # The daemon's reading of the 36 bytes, their checksum alone (the IP header's is
+    # shown apart).
+    view = replace(common, carp=True, **carp_fields(payload))
+    if view.version != CARP_VERSION or view.authlen != CARP_AUTHLEN:
         return common
-    hmac_ok = None
     if password is not None and vip is not None:
-        hmac_ok = hmac.compare_digest(digest, carp_hmac(password, vhid, vip, counter))
-    return replace(
-        common,
-        carp=True,
-        version=ver_type >> 4,
-        type=ver_type & 0x0F,
-        vhid=vhid,
-        advskew=advskew,
-        advbase=advbase,
-        authlen=authlen,
-        counter=counter,
-        digest=digest,
-        checksum_ok=internet_checksum(payload[:CARP_HEADER_LEN]) == 0,
-        hmac_ok=hmac_ok,
-    )
+        expected = carp_hmac(password, view.vhid, vip, view.counter)
+        view = replace(view, hmac_ok=hmac.compare_digest(view.digest, expected))
+    return view
 
 
 def format_view(view: AdvertView, password_given: bool) -> str:

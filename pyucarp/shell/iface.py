@@ -15,10 +15,10 @@ import fcntl
 import socket
 import struct
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
-from types import TracebackType
 
 import netifaces
 
+from pyucarp.closing import Closing
 from pyucarp.errors import RuntimeFailure
 from pyucarp.records import NamedTuple  # lean: no dataclasses/typing, ~3 MiB
 
@@ -350,7 +350,7 @@ def parse_rtnetlink(data: bytes) -> list[MonitorEvent]:
     return events
 
 
-class LinkMonitor:
+class LinkMonitor(Closing):
     """Kernel notifications of link and IPv4 address changes, non-blocking.
 
     Watch :meth:`fileno` for readability, then call :meth:`read_events`.
@@ -413,14 +413,3 @@ class LinkMonitor:
     def close(self) -> None:
         """Stop listening."""
         self._sock.close()
-
-    def __enter__(self) -> LinkMonitor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

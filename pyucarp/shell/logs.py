@@ -86,7 +86,36 @@ class _Window:
         self.suppressed = 0
 
 
-class UcarpLog:
+class _Levels:
+    """The level shorthands, for every logger that has ``log(level, message)``."""
+
+    __slots__ = ()
+
+    def log(self, level: Level, message: str) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def debug(self, message: str) -> None:
+        """Log at DEBUG (shown only with ``-D``)."""
+        self.log(Level.DEBUG, message)
+
+    def info(self, message: str) -> None:
+        """Log at INFO."""
+        self.log(Level.INFO, message)
+
+    def notice(self, message: str) -> None:
+        """Log at NOTICE."""
+        self.log(Level.NOTICE, message)
+
+    def warning(self, message: str) -> None:
+        """Log at WARNING."""
+        self.log(Level.WARNING, message)
+
+    def error(self, message: str) -> None:
+        """Log at ERROR."""
+        self.log(Level.ERROR, message)
+
+
+class UcarpLog(_Levels):
     """The daemon's logger: syslog and console, ucarp's formats, never raises."""
 
     def __init__(
@@ -194,25 +223,6 @@ class UcarpLog:
         except (OSError, ValueError):
             pass  # closed or broken console (e.g. after daemonizing)
 
-    def debug(self, message: str) -> None:
-        """Log at DEBUG (shown only with ``-D``)."""
-        self.log(Level.DEBUG, message)
-
-    def info(self, message: str) -> None:
-        """Log at INFO."""
-        self.log(Level.INFO, message)
-
-    def notice(self, message: str) -> None:
-        """Log at NOTICE."""
-        self.log(Level.NOTICE, message)
-
-    def warning(self, message: str) -> None:
-        """Log at WARNING."""
-        self.log(Level.WARNING, message)
-
-    def error(self, message: str) -> None:
-        """Log at ERROR."""
-        self.log(Level.ERROR, message)
 
     # -- rate limiting ---------------------------------------------------------------
 
@@ -266,7 +276,7 @@ class UcarpLog:
             )
 
 
-class InstanceLog:
+class InstanceLog(_Levels):
     """One instance's view of the daemon's log: its lines carry the instance's name.
 
     With a single instance (the ``ucarp`` command) the prefix is empty and every line is
@@ -288,25 +298,6 @@ class InstanceLog:
         """One line, with the instance's prefix."""
         self.base.log(level, self.prefix + message)
 
-    def debug(self, message: str) -> None:
-        """Log at DEBUG."""
-        self.log(Level.DEBUG, message)
-
-    def info(self, message: str) -> None:
-        """Log at INFO."""
-        self.log(Level.INFO, message)
-
-    def notice(self, message: str) -> None:
-        """Log at NOTICE."""
-        self.log(Level.NOTICE, message)
-
-    def warning(self, message: str) -> None:
-        """Log at WARNING."""
-        self.log(Level.WARNING, message)
-
-    def error(self, message: str) -> None:
-        """Log at ERROR."""
-        self.log(Level.ERROR, message)
 
     def limited(self, key: str, level: Level, message: str, now: float) -> None:
         """Rate-limited, per instance (see :meth:`UcarpLog.limited`)."""

@@ -38,7 +38,7 @@ from pyucarp.shell.iface import (
     interface_facts,
 )
 from pyucarp.shell.logs import InstanceLog, Level, UcarpLog
-from pyucarp.shell.netio import CarpSocket
+from pyucarp.shell.netio import CarpSocket, open_unicast_socket
 from pyucarp.shell.realtime import quiet_gc
 from pyucarp.shell.runtime import InstanceRuntime
 from pyucarp.shell.statefile import CONTROL_SIGNAL
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
 SCRIPT_DRAIN_SECONDS = 30.0  # how long a graceful exit waits for the downscripts
 _ETH_IP = b"\x08\x00"
+_ETH_IPV6 = b"\x86\xdd"
 
 
 def _system_random_bits(bits: int) -> int:
@@ -64,7 +65,12 @@ def check_instance(config: Config, log: InstanceLog) -> InterfaceFacts:
     or RuntimeFailure (no such interface); warns of a missing script as ucarp does.
     """
     facts = interface_facts(config.device)
-    # By bytes: a link-local source may be written with its scope ("fe80::1%eth0").
+    # By bytes: a link-local source may be written with its scope ("fe80::1%eth0"), which
+    # must then name this very interface.
+    scope = getattr(config.srcip, "scope_id", None)
+    if scope and scope != config.device:
+        raise ConfigError(f"Source address [{config.srcip}] is scoped to [{scope}], "
+                          f"not to [{config.device}]")
     if not any(addr.ip.packed == config.srcip.packed for addr in facts.addresses):
         raise ConfigError(
             f"Source address [{config.srcip}] is not configured on interface [{config.device}]"
@@ -94,10 +100,15 @@ def _has_carrier(device: str) -> bool:
 
 
 def _vhid_of(frame: bytes) -> int | None:
-    """The CARP vhid byte of an IPv4 frame (just after the IP header), if it has one."""
-    if len(frame) < 36 or frame[12:14] != _ETH_IP:
+    """The CARP vhid byte of a frame (just after the IPv4 or IPv6 header), if it has one."""
+    if len(frame) < 36:
         return None
-    at = 14 + (frame[14] & 0x0F) * 4 + 1
+    if frame[12:14] == _ETH_IP:
+        at = 14 + (frame[14] & 0x0F) * 4 + 1
+    elif frame[12:14] == _ETH_IPV6:
+        at = 14 + 40 + 1  # the BSDs send no extension header (the kernel filter agrees)
+    else:
+        return None
     return frame[at] if at < len(frame) else None
 
 
@@ -114,25 +125,12 @@ class Port:
         self.facts = facts
         self.by_vhid: dict[int, InstanceRuntime] = {}
         self.sock: CarpSocket | None = None
-        self._unicast: socket.socket | None = None
+        self._unicast: socket.socket | None = None  # see unicast()
 
     def unicast(self) -> socket.socket:
-        """The raw IPv4 socket for adverts to unicast peers (made when first needed).
-
-        The packet is ours byte for byte (IP_HDRINCL); the kernel routes it and resolves
-        the peer's MAC, on this interface only.
-        """
+        """The raw IPv4 socket for adverts to unicast peers (``netio.open_unicast_socket``)."""
         if self._unicast is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            try:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
-                                os.fsencode(self.device))
-                sock.setblocking(False)
-            except OSError:
-                sock.close()
-                raise
-            self._unicast = sock
+            self._unicast = open_unicast_socket(self.device)
         return self._unicast
 
     def close(self) -> None:
@@ -209,6 +207,8 @@ class EventLoop:
         for port in self.ports.values():
             if port.sock is not None:
                 fds += port.sock.filenos()
+            if port._unicast is not None:
+                fds.append(port._unicast.fileno())
         return fds
 
     def instance_log(self, config: Config) -> InstanceLog:
@@ -247,6 +247,8 @@ class EventLoop:
                 port.sock = port.open()
             else:
                 port.refilter()
+            if config.peers:
+                port.unicast()
         except (UcarpError, OSError):
             del port.by_vhid[config.vhid]
             raise
@@ -613,7 +615,7 @@ class EventLoop:
         for runtime in self._all():
             releases.append(runtime.statefile.remove)
         for runtime in self._all():
-            releases.append(runtime.release_addresses)
+            releases += [runtime.stop_checks, runtime.release_addresses]
         for port in self.ports.values():
             releases.append(port.close)
         releases.append(self.monitor.close)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import array
 import errno
+import os
 import socket
 import struct
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
-from types import TracebackType
 
+from pyucarp.closing import Closing
 from pyucarp.core.codec import IPPROTO_CARP, multicast_mac
 from pyucarp.core.codec6 import ipv6_multicast_mac
 from pyucarp.errors import RuntimeFailure
@@ -74,66 +75,65 @@ CARP_FILTER: bytes = b"".join(
 accept IPv4 frames whose IP protocol is 112, drop everything else."""
 
 
-def carp6_filter(vhids: Iterable[int] | None) -> bytes:
-    """The IPv6 program: next header 112 right after the fixed header (no extension
-    header: the BSDs send none), and then, when given, one of ``vhids``."""
-    wanted = sorted({v & 0xFF for v in vhids}) if vhids is not None else []
-    n = len(wanted)
-    compares = [_insn(_BPF_JEQ_K, n - 1 - i, 1 if i == n - 1 else 0, vhid)
-                for i, vhid in enumerate(wanted)]
-    vhid_part = (
-        _insn(_BPF_LD_B_ABS, 0, 0, 14 + 40 + 1),  # A = CARP vhid, after the IPv6 header
-        *compares,
-    ) if wanted else ()
-    return b"".join(
-        (
-            _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
-            _insn(_BPF_JEQ_K, 1, 0, _ETH_P_IPV6),  # IPv6 -> go on
-            _insn(_BPF_RET_K, 0, 0, 0),  # drop
-            _insn(_BPF_LD_B_ABS, 0, 0, 14 + 6),  # A = next header
-            _insn(_BPF_JEQ_K, 1, 0, IPPROTO_CARP),  # CARP -> go on
-            _insn(_BPF_RET_K, 0, 0, 0),  # drop
-            *vhid_part,
-            _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
-            _insn(_BPF_RET_K, 0, 0, 0),  # drop
-        )
-    )
-
-
-def carp_filter(vhids: int | Iterable[int]) -> bytes:
-    """A BPF program that also keeps only our vhids (the CARP header's second byte).
+def _carp_program(
+    ethertype: int, proto_at: int, load_vhid: tuple[bytes, ...], vhids: list[int]
+) -> bytes:
+    """The program of both families: frames of ``ethertype`` whose protocol byte (at
+    ``proto_at``) is 112 and, unless ``vhids`` is empty, whose vhid is one of ``vhids``
+    (read into A by the ``load_vhid`` instructions).
 
     With one socket per interface, the daemon would otherwise wake up and authenticate
     every other host's adverts: at 50 vhids that is 50 wake-ups a second instead of
     one. ucarp ignores other vhids too (after reading them). One comparison per vhid:
     at most 255 of them, so every jump fits the 8-bit offsets of classic BPF.
     """
-    wanted = sorted({v & 0xFF for v in ((vhids,) if isinstance(vhids, int) else vhids)})
-    if not wanted:
-        raise ValueError("carp_filter needs at least one vhid")
-    n = len(wanted)
+    n = len(vhids)
     # Each early "drop" sits right after its test, so every jump stays short.
     compares = [
         # A match jumps over the remaining comparisons to "accept"; the last
         # mismatch falls one further, to "drop".
         _insn(_BPF_JEQ_K, n - 1 - i, 1 if i == n - 1 else 0, vhid)
-        for i, vhid in enumerate(wanted)
+        for i, vhid in enumerate(vhids)
     ]
+    vhid_part = (*load_vhid, *compares) if vhids else ()
+    drop = _insn(_BPF_RET_K, 0, 0, 0)
     return b"".join(
         (
             _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
-            _insn(_BPF_JEQ_K, 1, 0, _ETH_P_IP),  # IPv4 -> go on
-            _insn(_BPF_RET_K, 0, 0, 0),  # drop
-            _insn(_BPF_LD_B_ABS, 0, 0, 14 + 9),  # A = IP protocol
+            _insn(_BPF_JEQ_K, 1, 0, ethertype),  # our family -> go on
+            drop,
+            _insn(_BPF_LD_B_ABS, 0, 0, proto_at),  # A = IP protocol (IPv6: next header)
             _insn(_BPF_JEQ_K, 1, 0, IPPROTO_CARP),  # CARP -> go on
-            _insn(_BPF_RET_K, 0, 0, 0),  # drop
-            _insn(_BPF_LDX_B_MSH, 0, 0, 14),  # X = IP header length (4 * IHL)
-            _insn(_BPF_LD_B_IND, 0, 0, 14 + 1),  # A = CARP vhid, just after the IP header
-            *compares,  # one of ours -> accept, else drop
+            drop,
+            *vhid_part,  # one of ours -> accept, else drop
             _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
-            _insn(_BPF_RET_K, 0, 0, 0),  # drop
+            drop,
         )
     )
+
+
+def _wanted(vhids: Iterable[int]) -> list[int]:
+    return sorted({v & 0xFF for v in vhids})
+
+
+def carp6_filter(vhids: Iterable[int] | None) -> bytes:
+    """The IPv6 program: next header 112 right after the fixed header (no extension
+    header: the BSDs send none), and then, when given, one of ``vhids``."""
+    wanted = _wanted(() if vhids is None else vhids)
+    load_vhid = (_insn(_BPF_LD_B_ABS, 0, 0, 14 + 40 + 1),)  # A = vhid, after the IPv6 header
+    return _carp_program(_ETH_P_IPV6, 14 + 6, load_vhid, wanted)
+
+
+def carp_filter(vhids: int | Iterable[int]) -> bytes:
+    """The IPv4 program that also keeps only our vhids (the CARP header's second byte)."""
+    wanted = _wanted((vhids,) if isinstance(vhids, int) else vhids)
+    if not wanted:
+        raise ValueError("carp_filter needs at least one vhid")
+    load_vhid = (
+        _insn(_BPF_LDX_B_MSH, 0, 0, 14),  # X = IP header length (4 * IHL)
+        _insn(_BPF_LD_B_IND, 0, 0, 14 + 1),  # A = CARP vhid, just after the IP header
+    )
+    return _carp_program(_ETH_P_IP, 14 + 9, load_vhid, wanted)
 
 
 def _attach_filter(sock: socket.socket, program: bytes) -> None:
@@ -160,7 +160,11 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-class CarpSocket:
+def _setup_failure(device: str, exc: OSError) -> RuntimeFailure:
+    return RuntimeFailure(f"Unable to set up the CARP socket on [{device}]: {_why(exc)}")
+
+
+class CarpSocket(Closing):
     """A non-blocking raw socket that receives and sends CARP frames on one device.
 
     Received frames are complete Ethernet frames, exactly as they were on the
@@ -211,9 +215,7 @@ class CarpSocket:
                 self._join(group)
         except OSError as exc:
             self.close()
-            raise RuntimeFailure(
-                f"Unable to set up the CARP socket on [{device}]: {_why(exc)}"
-            ) from None
+            raise _setup_failure(device, exc) from None
         except RuntimeFailure:
             self.close()
             raise
@@ -290,9 +292,7 @@ class CarpSocket:
         try:
             _attach_filter(self._sock, self._program(list(vhids)))
         except OSError as exc:
-            raise RuntimeFailure(
-                f"Unable to set up the CARP socket on [{self.device}]: {_why(exc)}"
-            ) from None
+            raise _setup_failure(self.device, exc) from None
 
     def fileno(self) -> int:
         """The descriptor to watch for readability."""
@@ -353,13 +353,27 @@ class CarpSocket:
         """True once :meth:`close` has run."""
         return self._sock.fileno() < 0
 
-    def __enter__(self) -> CarpSocket:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+_DROP_ALL = _insn(_BPF_RET_K, 0, 0, 0)
+
+
+def open_unicast_socket(device: str) -> socket.socket:
+    """The raw IPv4 socket for adverts to unicast peers, on ``device`` only.
+
+    The packet is ours byte for byte (IP_HDRINCL); the kernel routes it and resolves the
+    peer's MAC. The socket is opened for protocol 112, not IPPROTO_RAW: while a raw socket
+    for 112 exists, the kernel no longer answers each unicast advert it receives with an
+    ICMP "protocol unreachable". It reads nothing (a filter drops every packet): the
+    packet socket does the receiving.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_CARP)
+    try:
+        _attach_filter(sock, _DROP_ALL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, os.fsencode(device))
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise RuntimeFailure(f"Unable to open the unicast socket on [{device}]: {_why(exc)}") \
+            from None
+    return sock

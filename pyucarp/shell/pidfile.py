@@ -19,27 +19,38 @@ def _exists(pid: int) -> bool:
     return True
 
 
-def daemon_alive(pid: int, proc: str = "/proc") -> bool:
-    """Whether ``pid`` is a running ucarp or pyucarp process (not a zombie, not a reused pid).
+def pid_alive(pid: int, proc: str = "/proc") -> bool:
+    """Whether ``pid`` is a running process: it exists and is not a zombie.
 
-    The kernel says whether the pid exists; procfs (at ``proc``) whether it is a zombie and
-    whether it is a ucarp at all: after a crash the pid may have been reused by any
-    program. When procfs cannot tell (not mounted, or hiding other users' processes), the
-    pid's existence decides: a daemon that may be running is never taken for a dead one.
-    The pid file and ``pyucarp status`` both judge pids with this function.
+    The kernel says whether the pid exists, procfs (at ``proc``) whether it is a zombie.
+    When procfs cannot tell (not mounted, or hiding other users' processes), the pid's
+    existence decides: a process that may be running is never taken for a dead one.
     """
     if pid <= 0 or not _exists(pid):
         return False  # pid 0 or below would address a process group, not one process
     try:
         with open(f"{proc}/{pid}/stat", "rb") as handle:
             stat = handle.read()
-        with open(f"{proc}/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read()
     except OSError:
         return _exists(pid)  # no answer from procfs; gone by now if it just ended
     # The state letter follows the parenthesised command name, which may contain spaces.
-    if stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"]):
+    return stat.rsplit(b")", 1)[-1].split()[:1] not in ([b"Z"], [b"X"])
+
+
+def daemon_alive(pid: int, proc: str = "/proc") -> bool:
+    """Whether ``pid`` is a running ucarp or pyucarp process (not a zombie, not a reused pid).
+
+    :func:`pid_alive`, and procfs must show a ucarp: after a crash the pid may have been
+    reused by any program. When procfs cannot tell, the pid's existence decides, as there.
+    The pid file and ``pyucarp status`` both judge pids with this function.
+    """
+    if not pid_alive(pid, proc):
         return False
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return _exists(pid)
     return b"ucarp" in cmdline
 
 

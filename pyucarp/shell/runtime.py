@@ -31,7 +31,6 @@ from pyucarp.shell.statefile import (
     CheckRecord,
     InstanceStatus,
     MasterRecord,
-    ScriptRecord,
     StateFile,
     instance_name,
 )
@@ -259,8 +258,10 @@ class InstanceRuntime:
 
     def report(self) -> None:
         """SIGUSR1: ucarp's one-line state report."""
-        state = "BACKUP" if self.core.state is State.BACKUP else "MASTER"
-        self.log.info(f"{state} on {self.config.interface} id {self.config.vhid}")
+        state = self.core.state
+        # ucarp's two words (its INIT reads as MASTER); FAULT is pyucarp's own, said as is.
+        word = state.value if state in (State.BACKUP, State.FAULT) else "MASTER"
+        self.log.info(f"{word} on {self.config.interface} id {self.config.vhid}")
 
     def demote(self, now: float) -> None:
         """SIGUSR2: hand over and stay quiet for a while."""
@@ -276,8 +277,7 @@ class InstanceRuntime:
     def shutdown(self, now: float) -> None:
         """Leave gracefully: downscript, then the leave advert once it has run; no more
         checks; the notify script hears STOP."""
-        if self.checks is not None:
-            self.checks.stop()
+        self.stop_checks()
         self.core.shutdown(now)
         self._pump(now)
         self._notify("STOP", now)
@@ -286,6 +286,11 @@ class InstanceRuntime:
         """Results of a forced drain at exit, handed in by the loop."""
         for result in results:
             self._script_result(result, now)
+
+    def stop_checks(self) -> None:
+        """No more checks; a running one is killed (none may outlive the daemon)."""
+        if self.checks is not None:
+            self.checks.stop()
 
     def release_addresses(self) -> None:
         """At exit, whatever the signal: managed addresses never outlive the daemon."""
@@ -404,10 +409,7 @@ class InstanceRuntime:
             send_errors=counters.send_errors,
             dropped=dict(counters.dropped),
             replay_window=len(core.replay),
-            last_script=None if last is None else ScriptRecord(
-                last.kind, tuple(last.argv), last.returncode, last.signal,
-                round(last.duration, 3), last.timed_out, last.error,
-            ),
+            last_script=None if last is None else last._replace(duration=round(last.duration, 3)),
             health=self.health_word(),
             last_check=None if check is None else CheckRecord(
                 check.command, check.ok, check.returncode, round(check.duration, 3),

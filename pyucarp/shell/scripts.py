@@ -60,6 +60,11 @@ class ScriptResult(NamedTuple):
         """True when the script ran and exited with status 0."""
         return self.returncode == 0
 
+    @property
+    def failed(self) -> bool:
+        """A timeout, a failed start, a signal or a non-zero exit."""
+        return self.timed_out or self.error is not None or self.returncode != 0
+
 
 class _Job(NamedTuple):
     kind: str

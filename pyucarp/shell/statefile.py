@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pyucarp.config.settings import Config
 from pyucarp.records import TYPE_CHECKING, NamedTuple  # lean: no dataclasses/typing, ~3 MiB
 from pyucarp.shell.atomic import atomic_write
+from pyucarp.shell.scripts import ScriptResult
 
 if TYPE_CHECKING:
     from typing import Any
@@ -46,21 +47,8 @@ class MasterRecord(NamedTuple):
     advskew: int
 
 
-class ScriptRecord(NamedTuple):
-    """How the last up or down script ended (see ``pyucarp.shell.scripts.ScriptResult``)."""
-
-    kind: str
-    argv: tuple[str, ...]
-    returncode: int | None
-    signal: int | None
-    duration: float
-    timed_out: bool
-    error: str | None
-
-    @property
-    def failed(self) -> bool:
-        """A timeout, a failed start, a signal or a non-zero exit."""
-        return self.timed_out or self.error is not None or self.returncode != 0
+ScriptRecord = ScriptResult
+"""How the last up or down script ended: the runner's own record, kept as it is."""
 
 
 class CheckRecord(NamedTuple):
