@@ -51,7 +51,7 @@ fleet -- one process for every address (about 7 minutes):
   runs it), beside a bare interpreter (``python3 [-S] -c 'import time; time.sleep(...)'``)
   under the same two conditions, and the C ucarp.
 
-subsecond -- advbase 0 (about 17 minutes; ``--quick`` about 8):
+subsecond -- advbase 0 (about 16 minutes; ``--quick`` about 7):
 
 * failover: master ``-b 0 -k 13``, backup ``-b 0 -k 26``; the client pings every 5 ms
   (2 ms when k < 8); the master is unplugged right after one of its adverts, as in
@@ -1452,10 +1452,11 @@ def subsecond_rows(rows: list[Row], results: dict[str, Any], impls: Sequence[str
           f"<= {TARGETS['sub_outage_s']:g}", TARGETS["sub_outage_s"], strict=False)
     timed(f"  takeover after last advert (s, bound {SUB_BOUND:.3f})", "sub_failover",
           "takeover_s", "", None)
-    for i in impls:  # the C backup never settles: say so in its cell
+    for i in impls:  # the C backup never settles: say so in its cells
         runs = [r for r in runs_of(results, i, "sub_failover") if "settled" in r]
         if runs and not all(r["settled"] for r in runs):
             rows[-2].cells[i] += " *"
+            rows[-1].cells[i] += " *"
 
     def cpu_run(impl: str, k: int) -> dict[str, Any] | None:
         for r in runs_of(results, impl, "sub_cpu"):
@@ -1730,13 +1731,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--only", choices=IMPLS, help="one implementation only")
     parser.add_argument("--replot", action="store_true",
-                        help="only redraw the table and the plots from DIR/results.json")
+                        help="only redraw the table (also in DIR/results.json) and the plots "
+                             "from DIR/results.json")
     args = parser.parse_args(argv)
     if args.replot:
         saved = json.loads((args.out / "results.json").read_text())
         impls = [i for i in IMPLS if i in saved["runs"]]
         durations = Durations(**saved.get("durations", {}))
-        print(render(build_rows(saved["runs"], impls, durations), impls))
+        rows = build_rows(saved["runs"], impls, durations)
+        print(render(rows, impls))
+        saved["table"] = [{"metric": r.label, "target": r.target, **r.cells, "met": r.met}
+                          for r in rows]
+        (args.out / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
         write_outputs(saved["runs"], impls, args.out, durations)
         return 0
     if not 1 <= args.reps <= 10:
@@ -1785,7 +1791,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"CARP bound after host loss = 3 x 1 s + 20/256 s = {BOUND:.3f} s")
     if "subsecond" in groups:
         notes.append("* the C ucarp's backup never settles at advbase 0 (see the quiet-segment "
-                     f"takeovers): its pair is cut after {SETTLE_S:g} s all the same")
+                     f"takeovers): its pair is cut after {SETTLE_S:g} s all the same, often while "
+                     "the backup is MASTER too")
         if "pyucarp" in impls and not realtime:
             notes.append("pyucarp --realtime: not listed by --help, not measured")
     print("\n" + "\n".join(notes))
