@@ -406,8 +406,7 @@ class CarpMachine:
             self._master_down_at = None
         else:
             actions.append(Log(Severity.WARNING, "Leaving maintenance"))
-            if self.state is State.BACKUP and self._quiet_until is None:
-                self._arm_master_down(now)
+            self._listen_again(now)
         return actions
 
     def set_link(self, now: float, up: bool) -> list[Action]:
@@ -425,8 +424,7 @@ class CarpMachine:
             self._delayed_arp = -1
         else:
             actions.append(Log(Severity.WARNING, "Interface carrier is back"))
-            if self.state is State.BACKUP and self._quiet_until is None:
-                self._arm_master_down(now)
+            self._listen_again(now)
         return actions
 
     def set_health(self, now: float, healthy: bool) -> list[Action]:
@@ -470,8 +468,7 @@ class CarpMachine:
             self._enter(now, State.BACKUP, Reason.HEALTHY, actions)
         elif first:
             actions.append(Log(Severity.NOTICE, "Service healthy"))
-        if self.state is State.BACKUP and self._quiet_until is None:
-            self._arm_master_down(now)
+        self._listen_again(now)
         return actions
 
     def shutdown(self, now: float) -> list[Action]:
@@ -515,6 +512,11 @@ class CarpMachine:
     def _tie_lost_to(self, src: IPv4Address | IPv6Address) -> bool:
         order = self.params.byteorder
         return tie_value(src, order) < tie_value(self.params.srcip, order)
+
+    def _listen_again(self, now: float) -> None:
+        """A BACKUP that is not in its demotion quiet starts timing the master again."""
+        if self.state is State.BACKUP and self._quiet_until is None:
+            self._arm_master_down(now)
 
     def _arm_master_down(self, now: float) -> None:
         self._master_left_pending = False
