@@ -12,6 +12,8 @@ DOWNSCRIPT into the host's tree.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import shutil
@@ -496,3 +498,147 @@ def test_seed_script_runs_pyucarp_beside_a_c_ucarp(lab: Lab, tmp_path: Path) -> 
     finally:
         if a.daemons():
             a.initd("stop", script=SEED_SCRIPT)
+
+
+# --------------------------------------------------------------------------- address lists
+
+
+def _host6(lab: Lab, name: str, n: int) -> Host:
+    """Host ``name``: 192.0.2.n/24 and 2001:db8::n/64 (IPv6 switched on)."""
+    host = lab.add_host(name, f"192.0.2.{n}/24")
+    for scope in ("all", "default", host.ifname):
+        host.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.disable_ipv6=0"])
+    host.run(["ip", "-6", "addr", "add", f"2001:db8::{n}/64", "dev", host.ifname, "nodad"])
+    return host
+
+
+def carried(host: Host, addresses: list[str]) -> dict[str, str]:
+    """Which of ``addresses`` ``host``'s eth0 carries: address -> "prefixlen [label]" (IPv4)
+    or "prefixlen [tentative]" (IPv6)."""
+    out = host.run(["ip", "-j", "address", "show", "dev", host.ifname]).stdout
+    wanted = {str(ipaddress.ip_address(a)): a for a in addresses}
+    found = {}
+    for link in json.loads(out):
+        for info in link.get("addr_info", []):
+            if info["local"] in wanted:
+                extra = info.get("label", "") if info["family"] == "inet" else (
+                    "tentative" if info.get("tentative") else "")
+                found[wanted[info["local"]]] = f"{info['prefixlen']} {extra}".strip()
+    return found
+
+
+V4_LIST = ["192.0.2.100", "192.0.2.101"]
+V6_LIST = ["2001:db8::100", "2001:db8::101"]
+
+
+@pytest.mark.netns
+def test_address_lists_move_together_and_are_cleaned_up(tmp_path: Path) -> None:
+    """Two files with two addresses each, IPv4 on the alias label eth0:carp0 (ifconfig's
+    path in the shipped scripts) and IPv6 on eth0: the master holds all four, a takeover
+    moves all four, stop cleans each up after a killed daemon; a file mixing the families
+    is refused in one line. Then the classic script with the same IPv4 list."""
+    from conftest import lab_or_skip
+
+    with lab_or_skip(ipv6=True) as lab:
+        a = Node(_host6(lab, "a", 1), tmp_path / "a")
+        b = Node(_host6(lab, "b", 2), tmp_path / "b")
+        everything = V4_LIST + V6_LIST
+        for node, n, skew in ((a, 1, 0), (b, 2, 50)):
+            options = f'"-z -P -k {skew}"'
+            node.add_sample("v4", UCARP_PIDFILE=None, OPTIONS=options,
+                            SOURCE_ADDRESS=f"192.0.2.{n}",
+                            VIRTUAL_ADDRESS="'{}\t {}'".format(*V4_LIST))
+            node.add_sample("v6", UCARP_PIDFILE=None, OPTIONS=options, INSTANCE_ID="43",
+                            INTERFACE="eth0", SOURCE_ADDRESS=f"2001:db8::{n}",
+                            VIRTUAL_NETMASK=None, VIRTUAL_BROADCAST=None,
+                            VIRTUAL_ADDRESS="'{}\n{}'".format(*V6_LIST))
+        a.add_sample("w-mixed", UCARP_PIDFILE=None, INSTANCE_ID="44", INTERFACE="eth0",
+                     VIRTUAL_ADDRESS="'192.0.2.102 2001:db8::102'")
+        try:
+            res = a.initd("start")
+            assert res.rc == 6, res
+            assert "v4: started" in res.out and "v6: started" in res.out
+            assert [line for line in res.err.splitlines() if "w-mixed" in line] == [
+                f"ucarp: w-mixed: not started: interface file {a.interface_dir / 'w-mixed'}: "
+                "VIRTUAL_ADDRESS [192.0.2.102 2001:db8::102] mixes IPv4 and IPv6 addresses"]
+            (a.interface_dir / "w-mixed").unlink()
+            assert b.initd("start").rc == 0
+            # One -a per address, in the file's order.
+            for argv in a.daemons().values():
+                vips = [argv[i + 1] for i, w in enumerate(argv) if w == "-a"]
+                assert vips in (V4_LIST, V6_LIST), argv
+            # The master holds all four: IPv4 with the file's netmask on the alias label,
+            # IPv6 as /128 and usable at once; the backup none.
+            held = {**{v: "24 eth0:carp0" for v in V4_LIST}, **{v: "128" for v in V6_LIST}}
+            assert wait_until(lambda: carried(a.host, everything) == held
+                              and carried(b.host, everything) == {}, MASTER_DOWN + 3), (
+                carried(a.host, everything), carried(b.host, everything))
+            res = a.initd("status")
+            assert res.rc == 0, res
+            assert res.out.splitlines() == [
+                f"v4: running (pid {pid_of(a, 'v4')}, vhid 42, {' '.join(V4_LIST)} on "
+                "eth0:carp0): MASTER",
+                f"v6: running (pid {pid_of(a, 'v6')}, vhid 43, {' '.join(V6_LIST)} on eth0): "
+                "MASTER"]
+
+            # Both of a's daemons die without a word: b takes every address over; a keeps
+            # them (a killed daemon runs no script) until stop cleans up, address by address.
+            for name in ("v4", "v6"):
+                os.kill(pid_of(a, name), signal.SIGKILL)
+            assert wait_until(lambda: carried(b.host, everything) == held, MASTER_DOWN + 3), \
+                carried(b.host, everything)
+            assert carried(a.host, everything) == held
+            res = a.initd("stop")
+            assert res.rc == 0, res
+            assert [line for line in res.out.splitlines() if "removed" in line] == [
+                f"v4: removed {V4_LIST[0]} left behind by the daemon",
+                f"v4: removed {V4_LIST[1]} left behind by the daemon",
+                f"v6: removed {V6_LIST[0]} left behind by the daemon",
+                f"v6: removed {V6_LIST[1]} left behind by the daemon"]
+            assert carried(a.host, everything) == {} and a.leftovers() == []
+            assert carried(b.host, everything) == held
+
+            # The last master stops: -z, its downscripts take every address off.
+            res = b.initd("stop")
+            assert res.rc == 0 and "removed" not in res.out, res
+            assert carried(b.host, everything) == {}
+            assert b.daemons() == {} and b.leftovers() == []
+        finally:
+            for node in (a, b):
+                if node.daemons():
+                    node.initd("stop")
+
+        # The classic script passes VIRTUAL_ADDRESS unquoted: ifconfig sets each address
+        # on the alias in turn (the last one stays), and the daemon gets the first as -a and
+        # the others as stray arguments, which it ignores, as ucarp does.
+        for name in ("v4", "v6"):
+            (a.interface_dir / name).unlink()
+        (a.root / "etc/default/ucarp").write_text(
+            f"UCARP_EXEC={UCARP_EXEC}\nIFCONFIG=/sbin/ifconfig\nOPTIONS=\"-z\"\n"
+            f"R_INTERFACE={a.interface_dir}\n")
+        a.add_sample(VIRTUAL_ADDRESS="'{} {}'".format(*V4_LIST))
+        try:
+            assert a.initd("start", script=SEED_SCRIPT).rc == 0
+            assert wait_until(lambda: len(a.daemons()) == 1, 5)
+            (argv,) = a.daemons().values()
+            at = argv.index("-a")
+            assert argv[at:at + 4] == ["-a", V4_LIST[0], V4_LIST[1], "-s"], argv
+            if os.access("/sbin/ifconfig", os.X_OK):
+                assert carried(a.host, V4_LIST) == {V4_LIST[1]: "24 eth0:carp0"}
+            def vips_in_state() -> list[str] | None:
+                # In /run/pyucarp/netns-<inode>: the daemon runs outside the first namespace.
+                for path in (a.run_dir / "pyucarp").rglob("eth0_carp0-42.json"):
+                    try:
+                        return list(json.loads(path.read_text())["vips"])
+                    except (OSError, ValueError, KeyError):
+                        return None
+                return None
+
+            assert wait_until(lambda: vips_in_state() is not None, 5)
+            assert vips_in_state() == [V4_LIST[0]]  # the first address only: the HMAC's
+            assert a.initd("stop", script=SEED_SCRIPT).rc == 0
+            assert wait_until(lambda: a.daemons() == {}, 5)
+            assert carried(a.host, V4_LIST) == {}
+        finally:
+            if a.daemons():
+                a.initd("stop", script=SEED_SCRIPT)

@@ -23,6 +23,7 @@ from pyucarp.config import interface_files as itf
 from pyucarp.config.interface_files import (
     BadFile,
     InstanceFile,
+    address_list,
     check_main,
     list_interface_files,
     load_directory,
@@ -288,11 +289,80 @@ def test_the_init_scripts_checks_and_phrases(tree: Tree) -> None:
     assert tree.bad("base", GOOD + "UCARP_BASE=256\n") == \
         "UCARP_BASE [256] is not a number from 0 to 255"
     assert tree.bad("mask", GOOD + "VIRTUAL_NETMASK=255.255.255.00\n") == \
-        "VIRTUAL_NETMASK [255.255.255.00] is not an IPv4 address"
+        "VIRTUAL_NETMASK [255.255.255.00] is neither an IPv4 netmask nor a prefix length"
     assert tree.bad("blank", GOOD.replace("eth0:carp0", "'eth0 x'")) == \
         "INTERFACE [eth0 x] contains blanks"
     assert tree.bad("pidfile", GOOD + "UCARP_PIDFILE=run/x.pid\n") == \
         "UCARP_PIDFILE [run/x.pid] is not an absolute path"
+
+
+# --------------------------------------------------------------------------- address lists
+
+
+def test_an_address_list_gives_one_a_per_address_in_order(tree: Tree) -> None:
+    # Blanks of any kind between them, split whatever the file's IFS, never globbed.
+    item = tree.good("list", GOOD.replace("VIRTUAL_ADDRESS=192.0.2.100",
+                                          "VIRTUAL_ADDRESS=' 192.0.2.100\t198.51.100.7\n"
+                                          "  192.0.2.101 '\nIFS=:"))
+    at = item.argv.index("-o") + 2
+    assert item.argv[at:at + 8] == ("-a", "192.0.2.100", "-a", "198.51.100.7",
+                                    "-a", "192.0.2.101", "-s", "192.0.2.1")
+    c = item.config
+    assert str(c.addr) == "192.0.2.100"  # the first: the one in the HMAC
+    assert [str(a) for a in c.extra_addrs] == ["198.51.100.7", "192.0.2.101"]
+    # Another order is another instance (the scripts run in that order).
+    again = tree.good("list2", GOOD.replace("VIRTUAL_ADDRESS=192.0.2.100",
+                                            "VIRTUAL_ADDRESS='192.0.2.101 192.0.2.100'"))
+    assert str(again.config.addr) == "192.0.2.101" and again.digest != item.digest
+    six = tree.good("six", GOOD.replace("VIRTUAL_ADDRESS=192.0.2.100",
+                                        "VIRTUAL_ADDRESS='2001:db8::100 2001:DB8::101'")
+                    .replace("SOURCE_ADDRESS=192.0.2.1", "SOURCE_ADDRESS=2001:db8::1")
+                    + "VIRTUAL_NETMASK=64\n")
+    assert [w for w in six.argv if ":" in w and w != "eth0:carp0"] == [
+        "2001:db8::100", "2001:DB8::101", "2001:db8::1"]
+    assert dict(six.script_env)["VIRTUAL_NETMASK"] == "64"
+    assert address_list(" a\tb\n\nc  ") == ["a", "b", "c"]
+    assert address_list("a\vb") == ["a\vb"]  # the shell's blanks only
+
+
+def test_address_list_problems(tree: Tree) -> None:
+    def with_vips(value: str, extra: str = "") -> str:
+        return GOOD.replace("VIRTUAL_ADDRESS=192.0.2.100", f"VIRTUAL_ADDRESS='{value}'") + extra
+
+    assert tree.bad("blank", with_vips(" \t ")) == "VIRTUAL_ADDRESS is not set"
+    assert tree.bad("mixed", with_vips("192.0.2.100\n  2001:db8::100 192.0.2.101")) == (
+        "VIRTUAL_ADDRESS [192.0.2.100 2001:db8::100 192.0.2.101] mixes IPv4 and IPv6 "
+        "addresses")
+    assert tree.bad("word", with_vips("192.0.2.100 192.0.2.300 x*")) == (
+        "VIRTUAL_ADDRESS [192.0.2.300] is not an IPv4 or IPv6 address; "
+        "VIRTUAL_ADDRESS [x*] is not an IPv4 or IPv6 address")
+    # The daemon's own checks still apply to every address.
+    assert tree.bad("mcast", with_vips("192.0.2.100 224.0.0.18")) == \
+        "Invalid virtual address: [224.0.0.18]"
+    # The same address twice is one address.
+    twice = tree.good("twice", with_vips("192.0.2.100 192.0.2.100"))
+    assert twice.argv.count("-a") == 2 and twice.config.extra_addrs == ()
+
+
+def test_netmask_is_a_dotted_mask_or_a_prefix_length(tree: Tree) -> None:
+    six = GOOD.replace("VIRTUAL_ADDRESS=192.0.2.100", "VIRTUAL_ADDRESS=2001:db8::100").replace(
+        "SOURCE_ADDRESS=192.0.2.1", "SOURCE_ADDRESS=2001:db8::1")
+    for text, mask in ((GOOD, "24"), (GOOD, "32"), (GOOD, "255.255.255.128"),
+                       (GOOD, "255.255.255.255"), (six, "64"), (six, "128")):
+        tree.good("ok", text + f"VIRTUAL_NETMASK={mask}\n")
+    bad = {
+        (GOOD, "33"): "is not a prefix length from 1 to 32",
+        (GOOD, "0"): "is not a prefix length from 1 to 32",
+        (GOOD, "024"): "is not a prefix length from 1 to 32",  # ip would read it as octal
+        (six, "129"): "is not a prefix length from 1 to 128",
+        (GOOD, "255.0.255.0"): "is neither an IPv4 netmask nor a prefix length",
+        (GOOD, "0.0.0.0"): "is neither an IPv4 netmask nor a prefix length",
+        (GOOD, "/24"): "is neither an IPv4 netmask nor a prefix length",
+        (six, "255.255.255.0"): "is an IPv4 netmask: give IPv6 addresses a prefix length",
+    }
+    for (text, mask), phrase in bad.items():
+        assert tree.bad("bad", text + f"VIRTUAL_NETMASK={mask}\n") == \
+            f"VIRTUAL_NETMASK [{mask}] {phrase}", mask
 
 
 def test_ucarps_own_checks_and_messages(tree: Tree) -> None:
@@ -493,6 +563,15 @@ def test_check_through_the_command(tree: Tree) -> None:
         f"{tree.dir / 'b'}: INTERFACE is not set; VIRTUAL_ADDRESS is not set; "
         "SOURCE_ADDRESS is not set; INSTANCE_ID [999] is not a number from 1 to 255"]
     assert SECRET not in bad.stdout + bad.stderr
+    # A list of two families: one line, naming the file and the list.
+    (tree.dir / "b").unlink()
+    tree.file("mixed", GOOD.replace("VIRTUAL_ADDRESS=192.0.2.100",
+                                    "VIRTUAL_ADDRESS='192.0.2.100\n2001:db8::100'"))
+    mixed = check()
+    assert mixed.returncode == 1
+    assert mixed.stderr.splitlines() == [
+        f"{tree.dir / 'mixed'}: VIRTUAL_ADDRESS [192.0.2.100 2001:db8::100] mixes IPv4 and "
+        "IPv6 addresses"], mixed.stderr
 
 
 # --------------------------------------------------------------------------- against init.d/ucarp
@@ -567,6 +646,21 @@ COMPARED_FILES = {
     # "set -u" in a file that sets none of them: nothing is read unset.
     "k": ("set -u\nINTERFACE=eth5\nINSTANCE_ID=16\nPASSWORD=p\nVIRTUAL_ADDRESS=192.0.2.107\n"
           "SOURCE_ADDRESS=192.0.2.1\nTRACK_INTERFACE=eth1\n"),
+    # Address lists: split at any blank whatever the file's IFS, one -a each, in order; a
+    # prefix length for VIRTUAL_NETMASK; an IPv6 list.
+    "l": ("INTERFACE=eth6:carp6\nINSTANCE_ID=17\nPASSWORD=p\nIFS=:\nOPTIONS=-z:-k:2\n"
+          "VIRTUAL_ADDRESS=\"192.0.2.108\t198.51.100.8\n  192.0.2.118 \"\n"
+          "VIRTUAL_NETMASK=24\nSOURCE_ADDRESS=192.0.2.1\n"),
+    "m": ("INTERFACE=eth7\nINSTANCE_ID=18\nPASSWORD=p\n"
+          "VIRTUAL_ADDRESS='2001:db8::108 2001:db8::118'\nVIRTUAL_NETMASK=64\n"
+          "SOURCE_ADDRESS=2001:db8::1\n"),
+    # Refused: two families; blanks only; a dotted mask for IPv6 addresses.
+    "n": ("INTERFACE=eth8\nINSTANCE_ID=19\nPASSWORD=p\n"
+          "VIRTUAL_ADDRESS='192.0.2.109 2001:db8::109'\nSOURCE_ADDRESS=192.0.2.1\n"),
+    "o": ("INTERFACE=eth9\nINSTANCE_ID=20\nPASSWORD=p\nVIRTUAL_ADDRESS=' '\n"
+          "SOURCE_ADDRESS=192.0.2.1\n"),
+    "p": ("INTERFACE=eth10\nINSTANCE_ID=21\nPASSWORD=pw6\nVIRTUAL_ADDRESS=2001:db8::110\n"
+          "VIRTUAL_NETMASK=255.255.255.0\nSOURCE_ADDRESS=2001:db8::1\n"),
 }
 
 
@@ -617,8 +711,8 @@ def test_same_daemon_arguments_as_the_init_script(tmp_path: Path) -> None:
             if rest.startswith("interface file "):
                 rest = rest.split(": ", 1)[1]
             refused[head.split(": ", 1)[1]] = rest
-    assert sorted(started) == ["a", "b", "c", "d", "e", "j", "k"], proc.stderr
-    assert sorted(refused) == ["f", "g", "h"], proc.stderr
+    assert sorted(started) == ["a", "b", "c", "d", "e", "j", "k", "l", "m"], proc.stderr
+    assert sorted(refused) == ["f", "g", "h", "n", "o", "p"], proc.stderr
 
     ours = {item.name: item for item in load_directory(str(tree.dir), str(tree.defaults))}
     assert sorted(ours) == sorted([*started, *refused])  # i~ skipped by both
@@ -644,6 +738,16 @@ def test_same_daemon_arguments_as_the_init_script(tmp_path: Path) -> None:
         "--track-interface=eth1", "--track-interface=eth2", "--track-interface=dummy*"]
     assert ours["j"].config.track_scripts == (TRICKY_CHECK, "test -d /tmp/*")  # type: ignore[union-attr]
     assert ours["k"].config.track_interfaces == ("eth1",)  # type: ignore[union-attr]
+    l_argv = started["l"][0]
+    assert [l_argv[i + 1] for i, w in enumerate(l_argv) if w == "-a"] == [
+        "192.0.2.108", "198.51.100.8", "192.0.2.118"]
+    assert [str(a) for a in ours["m"].config.extra_addrs] == ["2001:db8::118"]  # type: ignore[union-attr]
+    # Each refusal is one line of the init script's, the same phrase as ours.
+    assert refused["n"] == \
+        "VIRTUAL_ADDRESS [192.0.2.109 2001:db8::109] mixes IPv4 and IPv6 addresses"
+    assert [line for line in proc.stderr.splitlines() if line.startswith("ucarp: n: ")] == [
+        f"ucarp: n: not started: interface file {tree.dir / 'n'}: {refused['n']}"]
+    assert refused["o"] == "VIRTUAL_ADDRESS is not set"
     for name, problem in refused.items():
         item = ours[name]
         assert isinstance(item, BadFile), item

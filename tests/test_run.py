@@ -27,6 +27,7 @@ from pyucarp.lab.netlab import Host, Lab, largest_gap, wait_until
 pytestmark = pytest.mark.netns
 
 PASSWORD = "s3cret"
+MASTER_DOWN = 3 + 50 / 256  # advbase 1, dead ratio 3: a backup of advskew 50 takes over
 
 
 def vip(vhid: int) -> str:
@@ -289,3 +290,78 @@ def test_check_and_run_refuse_nothing_half_started(tmp_path: Path, lab: Lab) -> 
     assert status(run, 2) is None
     os.kill(run.pid, signal.SIGTERM)
     assert run.wait_exit(10) == 0
+
+
+def _host6(lab: Lab, name: str, n: int) -> Host:
+    """Host ``name``: 192.0.2.n/24 and 2001:db8::n/64 (IPv6 switched on)."""
+    host = lab.add_host(name, f"192.0.2.{n}/24")
+    for scope in ("all", "default", host.ifname):
+        host.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.disable_ipv6=0"])
+    host.run(["ip", "-6", "addr", "add", f"2001:db8::{n}/64", "dev", host.ifname, "nodad"])
+    return host
+
+
+def carried(host: Host, addresses: list[str]) -> dict[str, int]:
+    """Which of ``addresses`` ``host``'s eth0 carries, usable (not tentative): address ->
+    prefix length."""
+    out = host.run(["ip", "-j", "address", "show", "dev", host.ifname]).stdout
+    return {info["local"]: info["prefixlen"] for link in json.loads(out)
+            for info in link.get("addr_info", [])
+            if info["local"] in addresses and not info.get("tentative")}
+
+
+def test_address_lists_in_files_move_together(tmp_path: Path) -> None:
+    """``pyucarp run`` with two files, each listing two addresses (IPv4 with a prefix length
+    for VIRTUAL_NETMASK, IPv6 without one), moved by the shipped scripts: the master holds
+    all four, the scripts run once per address in the file's order, and when the master's
+    process dies the backup takes all four; stopped, it takes them off."""
+    from conftest import lab_or_skip
+
+    v4 = ["192.0.2.101", "198.51.100.101"]
+    v6 = ["2001:db8::101", "2001:db8::102"]
+    everything = v4 + v6
+    with lab_or_skip(ipv6=True) as lab:
+        hosts = [_host6(lab, "a", 1), _host6(lab, "b", 2)]
+        runs = []
+        for n, (host, skew) in enumerate(zip(hosts, (0, 50), strict=True), 1):
+            work = tmp_path / host.name
+            work.mkdir()
+            up, down = write_recording_scripts(work, work / "calls.txt")
+            confdir = work / "interface"
+            confdir.mkdir()
+            common = f"INTERFACE=eth0\nPASSWORD='{PASSWORD}'\nOPTIONS=\"-z -P -k {skew}\"\n"
+            (confdir / "ucarp01").write_text(
+                common + f"INSTANCE_ID=1\nVIRTUAL_ADDRESS='{v4[0]}\n\t{v4[1]}'\n"
+                f"VIRTUAL_NETMASK=24\nSOURCE_ADDRESS={host.ip}\n")
+            (confdir / "ucarp02").write_text(
+                common + f"INSTANCE_ID=2\nVIRTUAL_ADDRESS='{v6[0]} {v6[1]}'\n"
+                f"SOURCE_ADDRESS=2001:db8::{n}\n")
+            defaults = write_defaults(work, up, down)
+            check = host.run(["python3", "-m", "pyucarp", "run", "--check", "--config-dir",
+                              str(confdir), "--defaults", str(defaults)], check=False)
+            assert check.returncode == 0, check.stderr
+            run = start_run(host, work, confdir, defaults)
+            run.record_path = work / "calls.txt"
+            runs.append(run)
+        a, b = hosts
+        held = {v4[0]: 24, v4[1]: 24, v6[0]: 128, v6[1]: 128}
+        assert wait_until(lambda: carried(a, everything) == held and not carried(b, everything),
+                          MASTER_DOWN + 3), (carried(a, everything), carried(b, everything),
+                                             runs[0].log())
+        # Each instance runs its scripts in its list's order (the two instances' may
+        # interleave: each has its own queue).
+        ups = [c.args for c in runs[0].calls("up")]
+        for vips in (v4, v6):
+            assert [args for args in ups if args[1] in vips] == [("eth0", v) for v in vips], ups
+        state = status(runs[0], 1)
+        assert state is not None and state["vips"] == v4, state
+
+        runs[0].kill()
+        assert wait_until(lambda: carried(b, everything) == held, MASTER_DOWN + 3), \
+            (carried(b, everything), runs[1].log())
+        os.kill(runs[1].pid, signal.SIGTERM)
+        assert runs[1].wait_exit(10) == 0
+        assert carried(b, everything) == {}
+        downs = [c.args for c in runs[1].calls("down")]
+        for vips in (v4, v6):
+            assert [args for args in downs if args[1] in vips][-2:] == [("eth0", v) for v in vips]

@@ -200,17 +200,27 @@ def test_helper_runs_the_daemon_and_nothing_goes_stale(lab: Lab, tmp_path: Path)
     assert failed.returncode == 1 and "192.0.2.77" in failed.stderr
     assert not setup.pidfile.exists() and not setup.statefile.exists()
 
-    # Killed while MASTER: ExecStopPost's --cleanup removes the pid file, state file and VIP.
-    setup.interface_file("ucarp0", host)
+    # Killed while MASTER: ExecStopPost's --cleanup removes the pid file, state file and
+    # VIPs, each address of a list (the downscript once per address, in order).
+    second_vip = "192.0.2.101"
+    setup.interface_file("ucarp0", host, VIRTUAL_ADDRESS=f"'{VIP}  {second_vip}'")
     third = setup.start(host)
-    assert wait_until(lambda: setup.pid_in_file() == third.pid and bool(_vip_cidrs(host)), 10)
+    assert wait_until(lambda: setup.pid_in_file() == third.pid and bool(_vip_cidrs(host))
+                      and host.has_address(second_vip), 10), setup.log()
     assert wait_until(setup.statefile.exists, 5)
     third.send_signal(signal.SIGKILL)
     third.wait(timeout=5)
+    before = setup.record.read_text().splitlines()
     cleanup = setup.run(host, "--cleanup", "ucarp0")
-    assert cleanup.returncode == 0 and f"removed {VIP} left behind" in cleanup.stderr
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert cleanup.stderr.splitlines() == [f"ucarp@ucarp0: removed {VIP} left behind by the daemon",
+                                           f"ucarp@ucarp0: removed {second_vip} left behind by "
+                                           "the daemon"]
+    added = setup.record.read_text().splitlines()[len(before):]
+    assert [c.split()[:3] for c in added] == [["down", "eth0:carp0", VIP],
+                                              ["down", "eth0:carp0", second_vip]]
     assert not setup.pidfile.exists() and not setup.statefile.exists()
-    assert _vip_cidrs(host) == []
+    assert _vip_cidrs(host) == [] and not host.has_address(second_vip)
 
 
 def test_helper_configuration_errors(tmp_path: Path) -> None:
@@ -241,6 +251,20 @@ def test_helper_configuration_errors(tmp_path: Path) -> None:
                                     f"VIRTUAL_ADDRESS={VIP}\nSOURCE_ADDRESS=192.0.2.1\n")
     disabled = run("ok")
     assert disabled.returncode == 0 and "disabled" in disabled.stderr
+    # An address list of two families, or of blanks only: not configured (6, no retry).
+    setup.defaults.write_text(setup.defaults.read_text().replace("run_ucarp=0\n", ""))
+    (setup.ifdir / "mixed").write_text(
+        "INTERFACE=eth0\nINSTANCE_ID=3\nPASSWORD=x\nSOURCE_ADDRESS=192.0.2.1\n"
+        f"VIRTUAL_ADDRESS='{VIP}\n  2001:db8::100'\n")
+    mixed = run("mixed")
+    assert mixed.returncode == 6, mixed.stderr
+    assert mixed.stderr == (f"ucarp@mixed: VIRTUAL_ADDRESS [{VIP} 2001:db8::100] mixes IPv4 "
+                            "and IPv6 addresses\n")
+    (setup.ifdir / "blank").write_text(
+        "INTERFACE=eth0\nINSTANCE_ID=3\nPASSWORD=x\nSOURCE_ADDRESS=192.0.2.1\n"
+        "VIRTUAL_ADDRESS=' '\n")
+    blank = run("blank")
+    assert blank.returncode == 6 and "does not set: VIRTUAL_ADDRESS" in blank.stderr
 
 
 def test_helper_passes_what_the_init_script_passes(tmp_path: Path) -> None:
@@ -276,6 +300,23 @@ def test_helper_passes_what_the_init_script_passes(tmp_path: Path) -> None:
     assert argv == expected
     assert argv[:3] == ["-n", "-k", "5"] and f"--track-script={check}" in argv
     assert item.config.track_interfaces == ("eth1", "eth2", "dummy*")
+    # An address list: one -a per address, in order, split at blanks whatever the IFS.
+    (setup.ifdir / "list").write_text(
+        f"INTERFACE=eth0\nINSTANCE_ID=4\nPASSWORD={PASSWORD}\nIFS=:\n"
+        f"VIRTUAL_ADDRESS='{VIP}\t198.51.100.7\n 192.0.2.101'\nSOURCE_ADDRESS=192.0.2.1\n")
+    proc = subprocess.run(["sh", str(HELPER), "list"], capture_output=True, text=True,
+                          env=setup.env(), timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    argv = [os.fsdecode(w) for w in record.read_bytes().split(b"\0")[:-1]]
+    item = load_file(str(setup.ifdir / "list"), str(setup.defaults))
+    assert isinstance(item, InstanceFile), item
+    expected = list(item.argv)
+    expected[expected.index("-o") + 1] = "/dev/fd/3"
+    at = expected.index("-b")
+    expected[at:at] = ["-z", f"--pidfile={setup.pidfile.parent / 'list.pid'}"]
+    assert argv == expected
+    assert [argv[i + 1] for i, w in enumerate(argv) if w == "-a"] == [
+        VIP, "198.51.100.7", "192.0.2.101"]
 
 
 @pytest.mark.netns

@@ -25,14 +25,16 @@ the defaults file's for that file only (``OPTIONS`` replaces the global one, and
 ``UPSCRIPT``), exactly as with the init script.
 
 Each good file gives the arguments the init script hands its daemon —
-``$OPTIONS -b UCARP_BASE -i INTERFACE -v INSTANCE_ID -o PASSFILE -a VIRTUAL_ADDRESS -s
-SOURCE_ADDRESS [--statedir=UCARP_STATEDIR] [-u UPSCRIPT] [-d DOWNSCRIPT] [--track-script=..
+``$OPTIONS -b UCARP_BASE -i INTERFACE -v INSTANCE_ID -o PASSFILE -a ADDRESS [-a ADDRESS ...]
+-s SOURCE_ADDRESS [--statedir=UCARP_STATEDIR] [-u UPSCRIPT] [-d DOWNSCRIPT] [--track-script=..
 --track-interval=.. --track-timeout=.. --track-fall=.. --track-rise=.. --track-interface=..
 --track-weight=.. --notify=..]``, less the ``-B``
 and ``--pidfile=`` it adds to run each file as a process of its own — checked first with the
 init script's own checks (same phrases), then by ucarp's command line
 (:func:`pyucarp.config.options.parse_args`, same checks and messages as ``ucarp``), then
 the scripts (``Script [...] is not an executable file``, as ``ucarp`` says at start).
+``VIRTUAL_ADDRESS`` may list several addresses of one family, split at blanks (space, tab,
+newline: never at the file's ``IFS``, never globbed), one ``-a`` each in the order given.
 
 The password: ``PASSFILE`` in the arguments is the file the init script would use
 (``$UCARP_RUNDIR/<name>.pass``); none is written here. The password reaches the parser
@@ -79,6 +81,7 @@ __all__ = [
     "BadFile",
     "Defaults",
     "InstanceFile",
+    "address_list",
     "check_main",
     "list_interface_files",
     "load_directory",
@@ -535,6 +538,15 @@ def _drop_prefix(text: str, path: str) -> str:
 # --------------------------------------------------------------------------- the arguments
 
 
+def address_list(value: str) -> list[str]:
+    """The addresses of a ``VIRTUAL_ADDRESS`` value, in order: its words as the init script
+    splits them (at spaces, tabs and newlines only)."""
+    return [word for word in _BLANKS.split(value) if word]
+
+
+_BLANKS = re.compile("[ \t\n]+")
+
+
 def _daemon_argv(sourced: _Sourced) -> tuple[list[str], int]:
     """The init script's ``set -- ...`` for this file (less -B and --pidfile), and where
     the pass file's name is in it."""
@@ -543,8 +555,12 @@ def _daemon_argv(sourced: _Sourced) -> tuple[list[str], int]:
         *sourced.options,
         "-b", v.get("UCARP_BASE", ""), "-i", v.get("INTERFACE", ""),
         "-v", v.get("INSTANCE_ID", ""), "-o", sourced.passfile,
-        "-a", v.get("VIRTUAL_ADDRESS", ""), "-s", v.get("SOURCE_ADDRESS", ""),
     ]
+    # One -a per address (the first is the HMAC's over IPv4); none when the list is empty,
+    # which _initd_problem reports first.
+    for address in address_list(v.get("VIRTUAL_ADDRESS", "")):
+        argv += ["-a", address]
+    argv += ["-s", v.get("SOURCE_ADDRESS", "")]
     passfile_index = len(sourced.options) + 7
     if v.get("UCARP_STATEDIR"):
         argv.append(f"--statedir={v['UCARP_STATEDIR']}")
@@ -603,11 +619,39 @@ def _is_ipv4(text: str) -> bool:
     )
 
 
+def _is_netmask(text: str) -> bool:
+    """The init script's is_netmask: a dotted IPv4 mask, ones then zeros, not 0.0.0.0."""
+    if not _is_ipv4(text) or text == "0.0.0.0":
+        return False
+    bits = "".join(f"{int(octet):08b}" for octet in text.split("."))
+    return "01" not in bits
+
+
+def _netmask_problem(mask: str, family: int | None) -> str:
+    """What the init script says about VIRTUAL_NETMASK for addresses of ``family``."""
+    if not mask:
+        return ""
+    if "." in mask:
+        if not _is_netmask(mask):
+            return f"VIRTUAL_NETMASK [{mask}] is neither an IPv4 netmask nor a prefix length"
+        if family == 6:
+            return (f"VIRTUAL_NETMASK [{mask}] is an IPv4 netmask: give IPv6 addresses a "
+                    "prefix length")
+        return ""
+    if not (mask.isascii() and mask.isdigit()):
+        return f"VIRTUAL_NETMASK [{mask}] is neither an IPv4 netmask nor a prefix length"
+    longest = 32 if family == 4 else 128
+    if mask.startswith("0") or len(mask) > 3 or int(mask) > longest:
+        return f"VIRTUAL_NETMASK [{mask}] is not a prefix length from 1 to {longest}"
+    return ""
+
+
 def _initd_problem(v: dict[str, str]) -> str:
     """The init script's check_config: its phrases, joined with "; " ('' when fine)."""
     problems = []
+    addresses = address_list(v.get("VIRTUAL_ADDRESS", ""))
     for var in ("INTERFACE", "INSTANCE_ID", "PASSWORD", "VIRTUAL_ADDRESS", "SOURCE_ADDRESS"):
-        if not v.get(var):
+        if not (addresses if var == "VIRTUAL_ADDRESS" else v.get(var)):
             problems.append(f"{var} is not set")
     vhid = v.get("INSTANCE_ID", "")
     if vhid and not (_is_uint(vhid) and 1 <= int(vhid) <= 255):
@@ -615,14 +659,27 @@ def _initd_problem(v: dict[str, str]) -> str:
     base = v.get("UCARP_BASE", "")
     if not (_is_uint(base) and int(base) <= 255):
         problems.append(f"UCARP_BASE [{base}] is not a number from 0 to 255")
-    for var in ("VIRTUAL_ADDRESS", "SOURCE_ADDRESS"):
-        value = v.get(var, "")
-        if value and not (_is_ipv4(value) or _looks_ipv6(value)):
-            problems.append(f"{var} [{value}] is not an IPv4 or IPv6 address")
-    for var in ("VIRTUAL_NETMASK", "VIRTUAL_BROADCAST"):
-        value = v.get(var, "")
-        if value and not _is_ipv4(value):
-            problems.append(f"{var} [{value}] is not an IPv4 address")
+    # Every address of the list, all of one family (the daemon's instance is of one).
+    families: list[int] = []
+    for address in addresses:
+        family = 4 if _is_ipv4(address) else 6 if _looks_ipv6(address) else 0
+        if not family:
+            problems.append(f"VIRTUAL_ADDRESS [{address}] is not an IPv4 or IPv6 address")
+        elif family not in families:
+            families.append(family)
+    if len(families) > 1:
+        problems.append(f"VIRTUAL_ADDRESS [{' '.join(addresses)}] mixes IPv4 and IPv6 "
+                        "addresses")
+    source = v.get("SOURCE_ADDRESS", "")
+    if source and not (_is_ipv4(source) or _looks_ipv6(source)):
+        problems.append(f"SOURCE_ADDRESS [{source}] is not an IPv4 or IPv6 address")
+    mask = _netmask_problem(v.get("VIRTUAL_NETMASK", ""),
+                            families[0] if len(families) == 1 else None)
+    if mask:
+        problems.append(mask)
+    broadcast = v.get("VIRTUAL_BROADCAST", "")
+    if broadcast and not _is_ipv4(broadcast):
+        problems.append(f"VIRTUAL_BROADCAST [{broadcast}] is not an IPv4 address")
     interface = v.get("INTERFACE", "")
     if any(c in " \t\n\v\f\r" for c in interface):
         problems.append(f"INTERFACE [{interface}] contains blanks")
