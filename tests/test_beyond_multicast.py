@@ -600,6 +600,9 @@ def errhost() -> Any:
 BAD_INPUT = {
     "peer-not-an-address": (["--peer=foo"], "Invalid peer address: [foo]"),
     "peer-multicast": (["--peer=224.0.0.18"], "Invalid peer address: [224.0.0.18]"),
+    "peer-ipv6": (["--peer=2001:db8::2"],
+                  f"Peer address [2001:db8::2] is IPv6, the virtual address [{VIP}] IPv4: "
+                  "use one family"),
     "manage-vip-0": (["--manage-vip=0"], "Invalid prefix length: [0]"),
     "manage-vip-33": (["--manage-vip=33"], "Invalid prefix length: [33]"),
     "second-address-0.0.0.0": (["-a", "0.0.0.0"], "Invalid virtual address: [0.0.0.0]"),

@@ -826,6 +826,183 @@ def test_mutated_frames_never_raise(frame: bytes) -> None:
     judged_without_raising(frame)
 
 
+# ---------------------------------------------------------------- --peer: packets, peers only
+
+# pyucarp's unicast mode (``peers``): the kernel routes one IPv6 packet per peer, and only
+# a peer's adverts to our own address count, with hop limit 255 (the IPv4 rule). The packet
+# of the unicast golden frame above, written out (its Ethernet header is the kernel's now).
+U_PACKET = _hex(
+    "60000000 0024 70 ff 20010db8000500000000000000000002 20010db8000500000000000000000003 · "
+    "21 c8 64 07 00 02 cc2b 0000000000000001 030c50f317e4da88f5de5c56b0aa012915e84da4"
+)
+U_SRC, U_PEER = A6("2001:db8:5::2"), A6("2001:db8:5::3")  # P's source and its peer
+U_THIRD = A6("2001:db8:5::4")  # a third node: the other peer of a three-node cluster
+MAC_TO, MAC_FROM = _mac("02:00:00:00:00:03"), _mac("02:00:00:00:00:02")
+
+
+def peers_codec(srcip: IPv6Address, peers: tuple[IPv6Address, ...], **over: Any) -> AdvertCodec6:
+    kw: dict[str, Any] = dict(vhid=P.vhid, password=P.password, vips=P.vips, srcip=srcip,
+                              eth_src=MAC_FROM, peers=peers)
+    kw.update(over)
+    return AdvertCodec6(**kw)
+
+
+def oracle_packet(src: IPv6Address, dst: IPv6Address, *, hlim: int = 255,
+                  counter: int = P.counter, password: bytes = P.password,
+                  vhid: int = P.vhid) -> bytes:
+    """P's advert from ``src`` to ``dst``, IPv6 header by scapy, CARP bytes by the oracle."""
+    carp = carp_header(password, vhid, P.hashed, P.advbase, P.advskew, counter)
+    return bytes(IPv6(src=str(src), dst=str(dst), nh=112, hlim=hlim, tc=0, fl=0) / Raw(carp))
+
+
+def on_the_wire(packet: bytes) -> bytes:
+    """The frame a receiver's packet socket reads: the kernel's Ethernet header first."""
+    return MAC_TO + MAC_FROM + b"\x86\xdd" + packet
+
+
+def test_peers_packet_is_the_oracles_and_the_golden_frames() -> None:
+    assert oracle_packet(U_SRC, U_PEER) == U_PACKET == P.frame[14:]
+    assert len(U_PACKET) == 76
+    codec = peers_codec(U_SRC, (U_PEER, U_THIRD))
+    values = dict(advbase=P.advbase, advskew=P.advskew, counter=P.counter)
+    assert codec.encode_ip(dst=U_PEER, **values) == U_PACKET
+    # one packet per peer, the same but for the destination
+    assert codec.encode_ip(dst=U_THIRD, **values) == oracle_packet(U_SRC, U_THIRD)
+    assert on_the_wire(U_PACKET) == P.frame
+
+
+def test_peers_packet_between_link_local_addresses() -> None:
+    """No scope in the bytes: the kernel is told the interface when the packet is sent."""
+    src, peer = A6("fe80::2"), A6("fe80::3")
+    codec = peers_codec(src, (peer,))
+    packet = codec.encode_ip(advbase=P.advbase, advskew=P.advskew, counter=7, dst=peer)
+    assert packet == oracle_packet(src, peer, counter=7)
+    got = peers_codec(A6("fe80::3%eth0"), (A6("fe80::2"),)).decode(on_the_wire(packet))
+    assert got == Advert6(src, P.advbase, P.advskew, 7)
+
+
+def test_peers_accept_a_peers_advert_to_us() -> None:
+    mine = peers_codec(U_PEER, (U_SRC, U_THIRD))
+    assert mine.decode(on_the_wire(U_PACKET)) == Advert6(U_SRC, P.advbase, P.advskew, 1)
+    from_third = oracle_packet(U_THIRD, U_PEER, counter=2)
+    assert mine.decode(on_the_wire(from_third)) == Advert6(U_THIRD, P.advbase, P.advskew, 2)
+
+
+@pytest.mark.parametrize(("src", "dst"), [
+    (U_SRC, CARP6_GROUP),  # a peer's advert to the group: not ours in unicast mode
+    (U_SRC, U_THIRD),  # a peer's advert to someone else
+    (A6("2001:db8:5::66"), U_PEER),  # to us, right password, from a host that is no peer
+    (A6("fe80::2"), U_PEER),  # the peer's link-local address is another address
+])
+def test_peers_drop_anything_else_as_other_group(src: IPv6Address, dst: IPv6Address) -> None:
+    got = peers_codec(U_PEER, (U_SRC,)).decode(on_the_wire(oracle_packet(src, dst)))
+    assert reason(got) is DropReason.OTHER_GROUP
+    assert _msg(got) == f"Ignoring advert from [{src}] to [{dst}]: not a peer's to us"
+
+
+@pytest.mark.parametrize("hlim", [0, 1, 64, 254])
+def test_peers_keep_the_hop_limit_check(hlim: int) -> None:
+    """Unlike the single-peer mode (FreeBSD's), a routed advert is refused, as over IPv4."""
+    got = peers_codec(U_PEER, (U_SRC,)).decode(on_the_wire(oracle_packet(U_SRC, U_PEER,
+                                                                          hlim=hlim)))
+    assert reason(got) is DropReason.BAD_TTL and _msg(got) == f"Bad hop limit: [{hlim}]"
+
+
+def test_peers_order_of_checks() -> None:
+    """Own source first, then the IPv6 layer's destination and the peer, then CARP's."""
+    mine = peers_codec(U_PEER, (U_SRC,))
+    assert reason(mine.decode(on_the_wire(oracle_packet(U_PEER, U_SRC)))) is DropReason.OWN
+    # not a peer's, and a bad checksum and hop limit besides: the peer rule speaks first
+    stranger = bytearray(on_the_wire(oracle_packet(A6("2001:db8:5::66"), U_PEER, hlim=1)))
+    stranger[60:62] = b"\0\0"
+    assert reason(mine.decode(bytes(stranger))) is DropReason.OTHER_GROUP
+    peer_bad_sum = edit(on_the_wire(U_PACKET), 60, b"\0\0")
+    assert reason(mine.decode(peer_bad_sum)) is DropReason.BAD_CHECKSUM
+    other_vhid = on_the_wire(oracle_packet(U_SRC, U_PEER, vhid=201))
+    assert reason(mine.decode(other_vhid)) is DropReason.OTHER_VHID
+    wrong_password = on_the_wire(oracle_packet(U_SRC, U_PEER, password=b"peeR"))
+    assert reason(mine.decode(wrong_password)) is DropReason.BAD_DIGEST
+
+
+def test_peers_every_single_byte_corruption_of_the_ipv6_header() -> None:
+    """Any change to the addresses makes the packet no peer's to us (or our own); to the
+    hop limit, a bad TTL; to the rest of the header, what the multicast mode says."""
+    mine = peers_codec(U_PEER, (U_SRC,))
+    frame = on_the_wire(U_PACKET)
+    for off in range(14, 54):
+        for mask in (0x01, 0x80, 0xFF):
+            changed = edit(frame, off, frame[off] ^ mask)
+            got = reason(mine.decode(changed))
+            if 22 <= off < 38:
+                want = DropReason.OWN if changed[22:38] == U_PEER.packed else \
+                    DropReason.OTHER_GROUP
+            elif 38 <= off < 54:
+                want = DropReason.OTHER_GROUP
+            elif off == 21:
+                want = DropReason.BAD_TTL
+            elif off == 14:
+                want = DropReason.NOT_CARP if (frame[off] ^ mask) >> 4 != 6 else None
+            elif off in (18, 19):
+                want = DropReason.BOGUS_SIZE
+            elif off == 20:
+                want = DropReason.NOT_CARP
+            else:  # traffic class and flow label
+                want = None
+            assert got is want, (off, mask, got)
+
+
+def test_peer_and_peers_do_not_mix() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        peers_codec(U_PEER, (U_SRC,), peer=U_SRC, peer_mac=MAC_FROM)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(src=st.one_of(v6_any, v6_link_local), peer=st.one_of(v6_any, v6_link_local),
+       counter=st.integers(0, 2**64 - 1), advskew=u8)
+def test_peers_roundtrip(src: IPv6Address, peer: IPv6Address, counter: int,
+                         advskew: int) -> None:
+    if src == peer:
+        return
+    mine, theirs = peers_codec(src, (peer,)), peers_codec(peer, (src,))
+    packet = mine.encode_ip(advbase=P.advbase, advskew=advskew, counter=counter, dst=peer)
+    carp = carp_header(P.password, P.vhid, P.hashed, P.advbase, advskew, counter)
+    assert packet == bytes(IPv6(src=str(src), dst=str(peer), nh=112, hlim=255) / Raw(carp))
+    assert theirs.decode(on_the_wire(packet)) == Advert6(src, P.advbase, advskew, counter)
+    assert reason(mine.decode(on_the_wire(packet))) is DropReason.OWN
+
+
+def test_instance_sends_one_packet_per_peer_and_reports_the_first() -> None:
+    """CarpInstance over IPv6 with peers: each advert becomes one packet per peer (the
+    kernel routes them), the first carrying the advert's outcome; no frame to ff02::12."""
+    from pyucarp.core.instance import CarpInstance
+    from pyucarp.core.machine import Params
+
+    instance = CarpInstance(
+        vhid=P.vhid, password=P.password, vip=P.vips[0], group=CARP6_GROUP, nomcast=False,
+        params=Params(advbase=P.advbase, advskew=P.advskew, deadratio=3, preempt=False,
+                      neutral=False, srcip=U_SRC),
+        mac=MAC_FROM, random_bits=lambda n: 1, peers=(U_PEER, U_THIRD),
+    )
+    instance.start(0.0)
+    instance.handle_timer(100.0)  # nobody heard: MASTER, and its first advert
+    assert instance.state.value == "MASTER"
+    sent = instance.frames_to_send()
+    packets = [f for f in sent if f.peer is not None]
+    assert [(f.peer, f.advert) for f in packets[:2]] == [(U_PEER, True), (U_THIRD, False)]
+    for f in packets:
+        assert isinstance(f.peer, IPv6Address)
+        counter = int.from_bytes(f.data[48:56], "big")
+        assert f.data == oracle_packet(U_SRC, f.peer, counter=counter)
+    # the rest: the Neighbour Advertisement to all nodes (ff02::1), nothing to ff02::12
+    others = [f for f in sent if f.peer is None]
+    assert others and all(f.data[:6] == b"\x33\x33\x00\x00\x00\x01" for f in others)
+    # adverts from a peer to us are heard; from anyone else, dropped as other_group
+    instance.receive_frame(on_the_wire(oracle_packet(U_THIRD, U_SRC, counter=5)), 101.0)
+    instance.receive_frame(on_the_wire(oracle_packet(A6("2001:db8:5::66"), U_SRC)), 101.0)
+    assert instance.counters.adverts_received == 1
+    assert instance.counters.dropped["other_group"] == 1
+
+
 # ---------------------------------------------------------------- a lean daemon
 
 

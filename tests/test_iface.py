@@ -11,7 +11,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 import pytest
 
@@ -96,12 +96,78 @@ def test_parse_address_prefers_local_and_keeps_label() -> None:
                                  label="eth0:carp0", deleted=True)
 
 
-def test_parse_skips_ipv6_truncated_and_unknown() -> None:
-    v6 = struct.pack("=BBBBI", socket.AF_INET6, 64, 0, 0, 3) + _rtattr(2, b"\0" * 16)
+def _ifaddr6(kind: int, prefixlen: int, flags: int, index: int, *attrs: bytes) -> bytes:
+    return _nlmsg(kind, struct.pack("=BBBBI", socket.AF_INET6, prefixlen, flags, 0, index)
+                  + b"".join(attrs))
+
+
+V6 = IPv6Address("2001:db8::100")
+
+
+def test_parse_ipv6_address_removed() -> None:
+    """RTM_DELADDR for AF_INET6: IFA_ADDRESS alone is the address (the kernel sends
+    IFA_LOCAL over IPv6 only with a point-to-point peer); IPv6 has no label."""
+    (event,) = parse_rtnetlink(_ifaddr6(21, 64, 0x80, 3, _rtattr(1, V6.packed)))
+    assert event == AddressEvent(index=3, address=IPv6Interface(f"{V6}/64"), label="",
+                                 deleted=True, flags=0x80)
+    assert not event.tentative and not event.dadfailed and not event.usable
+
+
+def test_parse_ipv6_prefers_local_over_the_peer() -> None:
+    peer = IPv6Address("2001:db8::ffff").packed
+    (event,) = parse_rtnetlink(_ifaddr6(20, 128, 0, 3, _rtattr(1, peer), _rtattr(2, V6.packed)))
+    assert event.address == IPv6Interface(f"{V6}/128") and not event.deleted
+    assert event.usable
+
+
+@pytest.mark.parametrize(("flags", "tentative", "dadfailed", "usable"), [
+    (0x80, False, False, True),  # permanent: DAD passed, usable
+    (0x82, False, False, True),  # nodad (--manage-vip's): usable at once
+    (0xC0, True, False, False),  # permanent, tentative: DAD under way
+    (0xC8, True, True, False),  # DAD failed: tentative for good
+])
+def test_parse_ipv6_duplicate_address_detection_flags(
+    flags: int, tentative: bool, dadfailed: bool, usable: bool
+) -> None:
+    """The header's 8-bit ifa_flags, as old kernels send them alone."""
+    (event,) = parse_rtnetlink(_ifaddr6(20, 64, flags, 3, _rtattr(1, V6.packed)))
+    assert (event.tentative, event.dadfailed, event.usable) == (tentative, dadfailed, usable)
+    assert event.flags == flags
+
+
+def test_parse_ifa_flags_attribute_wins_over_the_header() -> None:
+    """IFA_FLAGS (32 bits) is the whole word; the header keeps only its low 8 bits. A
+    tentative address the header calls settled is tentative (a crafted disagreement)."""
+    word = 0x100 | 0x80 | 0x40  # IFA_F_MANAGETEMPADDR, PERMANENT, TENTATIVE
+    (event,) = parse_rtnetlink(_ifaddr6(20, 64, 0x80, 3, _rtattr(1, V6.packed),
+                                        _rtattr(8, struct.pack("=I", word))))
+    assert event.flags == word and event.tentative and not event.usable
+    short = _rtattr(8, b"\x40\x00")  # not 4 bytes: ignored, the header's flags stand
+    (event,) = parse_rtnetlink(_ifaddr6(20, 64, 0x80, 3, _rtattr(1, V6.packed), short))
+    assert event.flags == 0x80 and event.usable
+
+
+def test_parse_skips_wrong_sizes_other_families_truncated_and_unknown() -> None:
+    v6_short = _ifaddr6(20, 64, 0, 3, _rtattr(1, b"\0" * 4))  # 4 bytes for AF_INET6
+    v4_long = _nlmsg(20, struct.pack("=BBBBI", socket.AF_INET, 24, 0, 0, 3)
+                     + _rtattr(2, b"\0" * 16))  # 16 bytes for AF_INET
+    packet = _nlmsg(20, struct.pack("=BBBBI", socket.AF_PACKET, 0, 0, 0, 3)
+                    + _rtattr(1, b"\0" * 6))
+    no_address = _ifaddr6(21, 64, 0, 3, _rtattr(3, b"eth0\0"))
     unknown = _nlmsg(24, b"\0" * 12)  # RTM_NEWROUTE
     truncated = _nlmsg(16, b"\0" * 16)[:20]
-    assert parse_rtnetlink(_nlmsg(20, v6) + unknown + truncated) == []
+    short_body = _nlmsg(20, b"\x0a\x40")  # shorter than struct ifaddrmsg
+    data = v6_short + v4_long + packet + no_address + unknown + short_body + truncated
+    assert parse_rtnetlink(data) == []
     assert parse_rtnetlink(_nlmsg(4, b"")) == [Resync()]
+
+
+def test_parse_ipv4_and_ipv6_in_one_datagram() -> None:
+    v4 = _nlmsg(21, struct.pack("=BBBBI", socket.AF_INET, 32, 0, 0, 5)
+                + _rtattr(2, bytes([192, 0, 2, 100])))
+    events = parse_rtnetlink(v4 + _ifaddr6(21, 64, 0, 5, _rtattr(1, V6.packed)))
+    assert [e.address for e in events if isinstance(e, AddressEvent)] == [
+        IPv4Interface("192.0.2.100/32"), IPv6Interface(f"{V6}/64")]
 
 
 def test_missing_interface_message() -> None:
@@ -297,12 +363,15 @@ def test_monitor_reports_carrier_addresses_and_deletion(lab: Pair) -> None:
         wait_event(mon, _is_link("eth0", up=True, running=True, deleted=False))
 
         run_ip("-n", lab.a, "addr", "add", str(VIP), "dev", "eth0", "label", "eth0:carp0")
+        # flags: IFA_F_PERMANENT, as every address an admin adds (compared apart)
         added = AddressEvent(index=index, address=VIP, label="eth0:carp0", deleted=False)
-        wait_event(mon, lambda e: e == added)
+        wait_event(mon, lambda e: isinstance(e, AddressEvent) and e._replace(flags=0) == added
+                   and e.usable)
 
         run_ip("-n", lab.a, "addr", "del", str(VIP), "dev", "eth0")
         removed = AddressEvent(index=index, address=VIP, label="eth0:carp0", deleted=True)
-        wait_event(mon, lambda e: e == removed)
+        wait_event(mon, lambda e: isinstance(e, AddressEvent)
+                   and e._replace(flags=0) == removed)
 
         run_ip("-n", lab.a, "link", "del", "eth0")
         seen = wait_event(mon, _is_link("eth0", deleted=True))
@@ -334,3 +403,44 @@ def test_monitor_overrun_gives_resync(lab: Pair) -> None:
         run_ip("-n", lab.a, "addr", "del", "198.51.100.200/32", "dev", "eth0")
         seen += wait_event(mon, lambda e: isinstance(e, AddressEvent) and e.deleted)
         assert sum(isinstance(e, Resync) for e in seen) >= 1
+
+
+def _is_address6(address: str, **want: bool) -> Callable[[MonitorEvent], bool]:
+    wanted = IPv6Address(address)
+
+    def pred(e: MonitorEvent) -> bool:
+        return isinstance(e, AddressEvent) and e.address.ip == wanted and all(
+            getattr(e, k) == v for k, v in want.items())
+    return pred
+
+
+@pytest.mark.netns
+@needs_netns
+def test_monitor_reports_ipv6_addresses_and_duplicate_address_detection(lab: Pair) -> None:
+    """IPv6 as IPv4: an address added ``nodad`` is usable at once, its removal is reported.
+    With duplicate address detection an address comes tentative, then usable once no
+    neighbour claims it, or dadfailed when one does (b has it already)."""
+    for ns in (lab.a, lab.b):
+        for key in ("disable_ipv6=0", "accept_dad=1", "dad_transmits=1"):
+            run_ip("netns", "exec", ns, "sysctl", "-q", "-w", f"net.ipv6.conf.eth0.{key}")
+    _wait_running(lab.a, "eth0")
+    with inside(lab.a):
+        index = socket.if_nametoindex("eth0")
+    with open_monitor(lab.a) as mon:
+        run_ip("-n", lab.a, "addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad")
+        seen = wait_event(mon, _is_address6("2001:db8::100", deleted=False))
+        (added,) = [e for e in seen if _is_address6("2001:db8::100")(e)]
+        assert isinstance(added, AddressEvent) and added.index == index and added.usable
+        assert added.address == IPv6Interface("2001:db8::100/64") and added.label == ""
+
+        run_ip("-n", lab.a, "addr", "del", "2001:db8::100/64", "dev", "eth0")
+        wait_event(mon, _is_address6("2001:db8::100", deleted=True))
+
+        run_ip("-n", lab.a, "addr", "add", "2001:db8::101/64", "dev", "eth0")
+        wait_event(mon, _is_address6("2001:db8::101", tentative=True, deleted=False))
+        wait_event(mon, _is_address6("2001:db8::101", usable=True), timeout=5)
+
+        run_ip("-n", lab.b, "addr", "add", "2001:db8::102/64", "dev", "eth0", "nodad")
+        run_ip("-n", lab.a, "addr", "add", "2001:db8::102/64", "dev", "eth0")
+        seen = wait_event(mon, _is_address6("2001:db8::102", dadfailed=True), timeout=5)
+        assert not any(_is_address6("2001:db8::102", usable=True)(e) for e in seen), seen

@@ -1,7 +1,8 @@
 """CARP over IPv6 in namespace labs: pairs that elect and fail over, the Neighbour
 Advertisements of a new master, link-local sources, scripts, ``--manage-vip``,
-``--real-mac``, a C ucarp on the same vhid over IPv4, ``pyucarp run`` with both families,
-and the command lines refused. What does not work yet is pinned down by tests marked
+``--real-mac``, unicast peers (``--peer``), an address removed behind the master's back,
+a C ucarp on the same vhid over IPv4, ``pyucarp run`` with both families, and the command
+lines refused. What does not work yet is pinned down by tests marked
 ``xfail(strict=True)``, each saying what was reported (docs/ipv6.md, "Open").
 
 The lab is built with IPv6 left on (``Lab(ipv6=True)``); each host gets a 2001:db8::/64
@@ -48,7 +49,7 @@ from pyucarp.lab.daemons import (
     start_ucarp,
     write_recording_scripts,
 )
-from pyucarp.lab.netlab import FrameCapture, Host, Lab, wait_until
+from pyucarp.lab.netlab import BRIDGE, FrameCapture, Host, Lab, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -514,9 +515,6 @@ def test_c_ucarp_on_the_same_vhid_over_ipv4_is_no_peer(lab6: Lab, tmp_path: Path
     assert "Bad digest" not in cnode.log() + na.log() + nb.log(), describe(nodes)
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped vip-up.sh adds an IPv6 address as a /32 "
-                   "with duplicate address detection, and vip-down.sh looks at IPv4 "
-                   "addresses only and leaves it (reported; remove this mark once fixed)")
 def test_shipped_scripts_move_an_ipv6_address(lab6: Lab) -> None:
     """etc/ucarp/vip-up.sh and vip-down.sh, called as pyucarp calls them with an IPv6
     address and no VIRTUAL_NETMASK: the address comes up usable at once as a host address
@@ -560,9 +558,6 @@ def test_manage_vip_removes_the_leftover_of_a_killed_master_at_start(
     assert not _errors(again) and not _errors(nb), describe(nodes)
 
 
-@pytest.mark.xfail(strict=True, reason="the link monitor hears of IPv4 address changes only: "
-                   "an IPv6 address removed while MASTER stays gone (reported; remove this "
-                   "mark once fixed)")
 def test_address_removed_while_master_is_put_back(lab6: Lab, tmp_path: Path) -> None:
     """As over IPv4: the address taken off the master's interface behind its back (an
     admin, a network script) is put back at once, with a WARNING."""
@@ -573,6 +568,184 @@ def test_address_removed_while_master_is_put_back(lab6: Lab, tmp_path: Path) -> 
     host.run(["ip", "-6", "addr", "del", f"{VIP}/64", "dev", "eth0"])
     assert wait_until(lambda: _on(host, [VIP]) == {f"{VIP}/64"}, 2), describe([node])
     assert node.count(rf"Virtual address \[{VIP}\] was removed from \[eth0\] while MASTER") == 1
+
+
+def test_second_address_removed_while_master_reruns_the_upscript(
+    lab6: Lab, tmp_path: Path
+) -> None:
+    """Without --manage-vip: the upscript runs again, once per address as always, and the
+    WARNING names the address that went. An address the upscript adds with duplicate
+    address detection is tentative a moment; the monitor does not take that for gone."""
+    host = _host6(lab6, "a", 1)
+    work = tmp_path / "node"
+    work.mkdir()
+    inner_up = work / "real-up.sh"
+    inner_up.write_text("#!/bin/sh\nexec ip -6 address replace \"$2/64\" dev eth0\n")
+    inner_down = work / "real-down.sh"
+    inner_down.write_text("#!/bin/sh\nip -6 address del \"$2/64\" dev eth0; exit 0\n")
+    for script in (inner_up, inner_down):
+        script.chmod(0o755)
+    up, down = write_recording_scripts(work, work / "calls.txt", inner_up, inner_down)
+    second = "2001:db8::101"
+    args = _args(host, A6, vips=(VIP, second), extra=["-u", str(up), "-d", str(down)])
+    node = start_pyucarp(host, tmp_path, [*args, f"--statedir={work / 'state'}"], name="node")
+    assert node.wait_state("MASTER", 6) and node.wait_calls("up", 3, count=2), describe([node])
+    assert wait_until(lambda: _on(host, [VIP, second]) == {f"{VIP}/64", f"{second}/64"}, 3)
+    ups = len([c for c in node.calls() if c.kind == "up"])
+    host.run(["ip", "-6", "addr", "del", f"{second}/64", "dev", "eth0"])
+    assert node.wait_log(rf"Virtual address \[{second}\] was removed from \[eth0\] while "
+                         r"MASTER: running the upscript again", 3), node.log()
+    assert node.wait_calls("up", 3, count=ups + 2), describe([node])
+    assert wait_until(lambda: _on(host, [second]) == {f"{second}/64"}, 3), _addresses6(host)
+    time.sleep(2.0)  # past duplicate address detection: no second round
+    assert node.count("was removed from") == 1, node.log()
+    assert len([c for c in node.calls() if c.kind == "up"]) == ups + 2
+    assert node.states() == ["BACKUP", "MASTER"] and not _errors(node), describe([node])
+
+
+def test_address_that_fails_duplicate_address_detection_is_a_warning(
+    lab6: Lab, tmp_path: Path
+) -> None:
+    """An upscript that adds the address with duplicate address detection while another
+    host still has it (a cut-off old master): the kernel keeps it unusable (dadfailed), and
+    the new master says so once, instead of taking it for usable or gone."""
+    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha.run(["sysctl", "-q", "-w", "net.ipv6.conf.eth0.accept_dad=1"])
+    hb.run(["ip", "-6", "addr", "add", f"{VIP}/64", "dev", "eth0", "nodad"])
+    work = tmp_path / "node"
+    work.mkdir()
+    inner = work / "real-up.sh"
+    inner.write_text("#!/bin/sh\nexec ip -6 address replace \"$2/64\" dev eth0\n")
+    inner.chmod(0o755)
+    up, down = write_recording_scripts(work, work / "calls.txt", inner, Path("/bin/true"))
+    args = _args(ha, A6, extra=["-u", str(up), "-d", str(down)])
+    node = start_pyucarp(ha, tmp_path, [*args, f"--statedir={work / 'state'}"], name="node")
+    assert node.wait_state("MASTER", 6), describe([node])
+    assert node.wait_log(rf"\[WARNING\] Virtual address \[{VIP}\] on \[eth0\] failed "
+                         "duplicate address detection: another host has it", 5), node.log()
+    entries = [i for i in _addresses6(ha) if IPv6Address(i["local"]) == IPv6Address(VIP)]
+    assert entries and entries[0].get("dadfailed"), entries
+    time.sleep(1.0)
+    assert node.count("failed duplicate address detection") == 1, node.log()
+    assert node.count("was removed from") == 0 and not _errors(node), describe([node])
+
+
+# ----------------------------------------------------------------------------- --peer
+
+
+def _promiscuous_bridge(lab: Lab) -> None:
+    """Let a capture on br0 see unicast frames forwarded between two ports too."""
+    subprocess.run(["ip", "-n", lab.bridge_ns, "link", "set", BRIDGE, "promisc", "on"],
+                   check=True, capture_output=True, timeout=10)
+
+
+def _icmp6_errors(cap: FrameCapture, before: float) -> list[str]:
+    """ICMPv6 destination unreachable (1) and parameter problem (4) frames seen before
+    ``before``: what a kernel without a protocol-112 socket answers unicast adverts with."""
+    return [f.hex() for t, f in cap.frames()
+            if t < before and len(f) > 54 and f[12:14] == b"\x86\xdd" and f[20] == 58
+            and f[54] in (1, 4)]
+
+
+def _group_traffic(cap: FrameCapture) -> list[str]:
+    """Frames to ff02::12 (Ethernet or IPv6 destination) and MLD reports naming it."""
+    group = IPv6Address(GROUP).packed
+    return [f.hex() for _, f in cap.frames()
+            if _mac(f[0:6]) == GROUP_MAC
+            or (f[12:14] == b"\x86\xdd" and (f[38:54] == group or group in f[54:]))]
+
+
+@pytest.mark.parametrize("scope", ["global", "link-local"])
+def test_unicast_pair_elects_fails_over_and_never_touches_the_group(
+    lab6: Lab, tmp_path: Path, record_property: RecordProperty, scope: str
+) -> None:
+    """``--peer`` both ways over IPv6, between global or link-local sources (a link-local
+    peer with or without its ``%eth0``): one master, the preferred one; killed (-9), the
+    backup takes over within 3 + skew/256 s of its last advert. On the wire: no frame to
+    ff02::12 and no MLD report for it; adverts only between the two unicast addresses,
+    hop limit 255, authentic, from the sender's own MAC to the receiver's; and while both
+    run, no ICMPv6 error for them."""
+    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    _promiscuous_bridge(lab6)
+    if scope == "global":
+        src = {ha.name: A6, hb.name: B6}
+        args = {ha.name: (A6, B6), hb.name: (B6, A6)}
+    else:
+        src = {ha.name: _link_local(ha), hb.name: _link_local(hb)}
+        args = {ha.name: (f"{src[ha.name]}%eth0", f"{src[hb.name]}%eth0"),
+                hb.name: (f"{src[hb.name]}%eth0", src[ha.name])}
+    macs = {src[ha.name]: ha.mac(), src[hb.name]: hb.mac()}
+    extra = ["-P", "--manage-vip=64"]
+    with lab6.capture_bridge(kinds=("all",), max_seconds=60) as cap:
+        na = _start(ha, tmp_path, args[ha.name][0], "a",
+                    extra=[*extra, f"--peer={args[ha.name][1]}"])
+        nb = _start(hb, tmp_path, args[hb.name][0], "b", advskew=B_SKEW,
+                    extra=[*extra, f"--peer={args[hb.name][1]}"])
+        nodes = [na, nb]
+        assert wait_until(lambda: _single_master(nodes, na, [VIP], 64), 8), describe(nodes)
+        time.sleep(MASTER_DOWN + 0.3)  # past b's timer: a's unicast adverts hold it
+        assert _single_master(nodes, na, [VIP], 64), describe(nodes)
+        assert nb.states() == ["BACKUP"], describe(nodes)
+        status = nb.statefile(VHID, refresh=True) or {}
+        assert status.get("adverts_received", 0) >= 3, status
+        assert (status.get("master") or {}).get("address") == src[ha.name], status
+
+        seen = len(_adverts(cap))
+        assert cap.wait_for(lambda fs: len(_adverts(cap)) > seen, 2)
+        t_kill = time.monotonic()
+        na.kill()
+        assert nb.wait_state("MASTER", MASTER_DOWN + 3), describe(nodes)
+        assert wait_until(lambda: _on(hb, [VIP]) == {f"{VIP}/64"}, 2), _addresses6(hb)
+        assert cap.wait_for(lambda fs: any(ad.src == src[hb.name] and ad.t > t_kill
+                                           for ad in _adverts(cap)), 3), describe(nodes)
+    assert _group_traffic(cap) == [], "traffic to ff02::12"
+    # a's kernel answers b's adverts once a is gone, not before
+    assert _icmp6_errors(cap, t_kill) == [], "ICMPv6 errors for the unicast adverts"
+    ads = _adverts(cap)
+    pairs = {(src[ha.name], src[hb.name]), (src[hb.name], src[ha.name])}
+    assert {(ad.src, ad.dst) for ad in ads} == pairs, ads
+    for ad in ads:
+        assert ad.traffic == 0x60000000 and ad.payload_length == 36, ad
+        assert (ad.next_header, ad.hop_limit, ad.vhid) == (112, 255, VHID), ad
+        assert (ad.eth_src, ad.eth_dst) == (macs[ad.src], macs[ad.dst]), ad
+        assert checksum(ad.carp) == 0 and ad.digest == _digest(VHID, [VIP], ad.counter), ad
+    assert {ad.advskew for ad in ads if ad.src == src[hb.name]} == {B_SKEW}
+    last_a = max(ad.t for ad in ads if ad.src == src[ha.name] and ad.t < t_kill)
+    first_b = min(ad.t for ad in ads if ad.src == src[hb.name])
+    takeover = first_b - last_a
+    assert MASTER_DOWN - 0.05 <= takeover <= MASTER_DOWN + TAKEOVER_SLACK, takeover
+    record_property(f"unicast_{scope}_takeover_after_last_advert_s", round(takeover, 4))
+    print(f"\n{scope}: takeover {takeover:.3f} s after a's last unicast advert")
+    assert not _errors(na) and not _errors(nb), describe(nodes)
+
+
+def test_unicast_master_follows_an_interface_made_again(lab6: Lab, tmp_path: Path) -> None:
+    """The master's eth0 deleted and made again with another MAC: its unicast socket,
+    bound to the old interface, is opened again on the new one, so it is the one master
+    again, the backup hears it past its timer, and its host answers no advert with an
+    ICMPv6 error."""
+    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    _promiscuous_bridge(lab6)
+    extra = ["-P", "--manage-vip=64"]
+    na = _start(ha, tmp_path, A6, "a", extra=[*extra, f"--peer={B6}"])
+    nb = _start(hb, tmp_path, B6, "b", advskew=B_SKEW, extra=[*extra, f"--peer={A6}"])
+    nodes = [na, nb]
+    assert wait_until(lambda: _single_master(nodes, na, [VIP], 64), 8), describe(nodes)
+    _recreate_interface(lab6, ha, "02:00:00:00:aa:01")
+    assert na.wait_log(r"Interface \[eth0\] is back: reopening it", 3), na.log()
+    assert wait_until(lambda: _single_master(nodes, na, [VIP], 64), MASTER_DOWN + 4), \
+        describe(nodes)
+    with lab6.capture_bridge(kinds=("all",), max_seconds=30) as cap:
+        time.sleep(MASTER_DOWN + 0.3)  # past b's timer: a's adverts hold it
+        assert _single_master(nodes, na, [VIP], 64), describe(nodes)
+        t_end = time.monotonic()
+    from_a = [ad for ad in _adverts(cap) if ad.src == A6]
+    assert len(from_a) >= 3 and {(ad.dst, ad.eth_src) for ad in from_a} == \
+        {(B6, "02:00:00:00:aa:01")}, from_a
+    assert _icmp6_errors(cap, t_end) == []
+    expected = ("Interface [eth0] has disappeared", "interface [eth0] is gone")
+    assert not [e for e in _errors(na) if not e.endswith(expected)], describe(nodes)
+    assert not _errors(nb), describe(nodes)
 
 
 # ----------------------------------------------------------------------------- pyucarp run
@@ -686,11 +859,17 @@ BAD_INPUT = {
               "--mcast is for IPv4: IPv6 adverts go to ff02::12"),
     "mcast-ipv6-group": (["-s", A6, "-a", VIP, "--mcast=ff02::12"],
                          "Invalid address: [ff02::12]"),
-    "peer": (["-s", A6, "-a", VIP, "--peer=192.0.2.2"],
-             "--nomcast and --peer are for IPv4 instances"),
-    "peer-ipv6": (["-s", A6, "-a", VIP, "--peer=2001:db8::2"],
-                  "Invalid peer address: [2001:db8::2]"),
-    "nomcast": (["-s", A6, "-a", VIP, "-M"], "--nomcast and --peer are for IPv4 instances"),
+    "peer-ipv4": (["-s", A6, "-a", VIP, "--peer=192.0.2.2"],
+                  f"Peer address [192.0.2.2] is IPv4, the virtual address [{VIP}] IPv6: "
+                  "use one family"),
+    "peer-multicast": (["-s", A6, "-a", VIP, "--peer=ff02::12"],
+                       "Invalid peer address: [ff02::12] (a unicast address)"),
+    "peer-own-source": (["-s", A6, "-a", VIP, f"--peer={A6}"],
+                        f"Invalid peer address: [{A6}] (this host's own)"),
+    "peer-other-scope": (["-s", A6, "-a", VIP, "--peer=fe80::2%lo"],
+                         "Peer address [fe80::2%lo] is scoped to [lo], not to [eth0]"),
+    "nomcast": (["-s", A6, "-a", VIP, "-M"],
+                "--nomcast is for IPv4: IPv6 adverts go to ff02::12 (or to each --peer)"),
     "address-with-scope": (["-s", A6, "-a", f"{VIP}%eth0"],
                            f"Invalid virtual address: [{VIP}%eth0] (no scope on a VIP)"),
     "link-local-address-with-scope": (["-s", A6, "-a", "fe80::100%eth0"],

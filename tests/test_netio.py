@@ -8,12 +8,12 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
 from pyucarp.errors import RuntimeFailure
-from pyucarp.shell.netio import CARP_FILTER, CarpSocket, multicast_mac
+from pyucarp.shell.netio import CARP_FILTER, CarpSocket, multicast_mac, open_unicast_socket
 from vethpair import A_IF, B_IF, Pair, inside, needs_netns, run_ip, veth_pair
 
 GROUP = IPv4Address("224.0.0.18")
@@ -262,3 +262,109 @@ def test_device_only_in_another_namespace_is_missing(lab: Pair) -> None:
     with inside(lab.a):
         with pytest.raises(RuntimeFailure, match=r"\[veth-nope\]"):
             CarpSocket("veth-nope", srcip=A_IP, group=GROUP, nomcast=False)
+
+
+# --------------------------------------------------------------------------
+# The unicast sockets of --peer, IPv6
+
+
+A6, B6 = IPv6Address("2001:db8::1"), IPv6Address("2001:db8::2")
+GROUP6 = IPv6Address("ff02::12")
+
+
+def _ipv6_carp(src: IPv6Address, dst: IPv6Address, hop_limit: int = 255) -> bytes:
+    """A 76-byte CARP-over-IPv6 packet built by hand (digest bytes arbitrary)."""
+    carp = struct.pack("!BBBBBBH", 0x21, 9, 0, 7, 0, 1, 0)
+    carp += (1).to_bytes(8, "big") + secrets.token_bytes(20)
+    carp = carp[:6] + struct.pack("!H", _csum(carp)) + carp[8:]
+    head = struct.pack("!IHBB16s16s", 6 << 28, len(carp), 112, hop_limit, src.packed,
+                       dst.packed)
+    return head + carp
+
+
+def _ipv6_pair(lab: Pair) -> dict[str, IPv6Address]:
+    """Both ends with IPv6 on, 2001:db8::1 and ::2 (nodad); their link-local addresses."""
+    link_local = {}
+    for ns, address in ((lab.a, A6), (lab.b, B6)):
+        run_ip("netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=0")
+        run_ip("-n", ns, "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
+    deadline = time.monotonic() + 5
+    while len(link_local) < 2 and time.monotonic() < deadline:
+        for ns in (lab.a, lab.b):
+            out = run_ip("-n", ns, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link")
+            if out and "tentative" not in out:
+                link_local[ns] = IPv6Address(out.split()[3].split("/")[0])
+        time.sleep(0.05)
+    assert len(link_local) == 2, link_local
+    return link_local
+
+
+def _param_problems(sock: socket.socket, timeout: float) -> list[bytes]:
+    """ICMPv6 parameter problems (type 4) read from a raw ICMPv6 socket."""
+    found = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            break
+        data = sock.recv(2048)
+        if data[:1] == b"\x04":
+            found.append(data)
+    return found
+
+
+@pytest.mark.netns
+@needs_netns
+def test_unicast_socket6_sends_the_packet_as_built_and_silences_icmp(lab: Pair) -> None:
+    """The IPv6 unicast socket hands over our packet byte for byte (hop limit 255, the
+    source we wrote), to a global peer and to a link-local one (the scope comes with the
+    send). While the receiver holds its own such socket, its kernel answers no advert with
+    an ICMPv6 parameter problem (unrecognised next header); without it, it does."""
+    link_local = _ipv6_pair(lab)
+    with inside(lab.a):
+        index_a = socket.if_nametoindex("eth0")
+        sender = open_unicast_socket("eth0", 6)
+        icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    with inside(lab.b):
+        receiver = CarpSocket("eth0", srcip=B6, group=GROUP6, nomcast=True)
+        quiet = open_unicast_socket("eth0", 6)
+    try:
+        assert sender.family == socket.AF_INET6 and sender.proto == 112
+        sent = []
+        for dst, src in ((B6, A6), (link_local[lab.b], link_local[lab.a])):
+            for _ in range(3):
+                packet = _ipv6_carp(src, dst)
+                sender.sendto(packet, (str(dst), 0, 0, index_a))
+                sent.append(packet)
+        got = wait_frames(receiver, len(sent), timeout=3)
+        assert [f[14:] for f in got] == sent
+        assert all(f[12:14] == b"\x86\xdd" for f in got)
+        assert _param_problems(icmp, 0.5) == []
+
+        quiet.close()
+        sender.sendto(_ipv6_carp(A6, B6), (str(B6), 0, 0, index_a))
+        problems = _param_problems(icmp, 2)
+        assert problems and problems[0][1] == 1, problems  # code 1: unrecognized next header
+    finally:
+        for sock in (sender, icmp, quiet):
+            sock.close()
+        receiver.close()
+
+
+@pytest.mark.netns
+@needs_netns
+def test_unicast_socket6_reads_nothing(lab: Pair) -> None:
+    """Its filter drops everything: the packet socket does the receiving."""
+    _ipv6_pair(lab)
+    with inside(lab.a):
+        index_a = socket.if_nametoindex("eth0")
+        sender = open_unicast_socket("eth0", 6)
+    with inside(lab.b):
+        quiet = open_unicast_socket("eth0", 6)
+    try:
+        sender.sendto(_ipv6_carp(A6, B6), (str(B6), 0, 0, index_a))
+        ready, _, _ = select.select([quiet], [], [], 0.5)
+        assert ready == []
+    finally:
+        sender.close()
+        quiet.close()

@@ -369,6 +369,61 @@ def test_password_is_the_bytes_typed() -> None:
         parse_args(shlex.split(S) + ["-p", "é" * 10], default_interface=lambda: None)  # 20 bytes
 
 
+S6 = "-i eth0 -s 2001:db8::1 -v 1 -p pw -a 2001:db8::100"
+
+
+def _parsed(cmd: str) -> Config:
+    result = parse_args(shlex.split(cmd), default_interface=lambda: None)
+    assert isinstance(result, Config)
+    return result
+
+
+@pytest.mark.parametrize(("cmd", "peers"), [
+    (S + " --peer=192.0.2.2 --peer 192.0.2.3", ("192.0.2.2", "192.0.2.3")),
+    (S + " --peer=192.0.2.2 --peer=192.0.2.2", ("192.0.2.2",)),  # once is enough
+    (S6 + " --peer=2001:db8::2", ("2001:db8::2",)),
+    (S6 + " --peer 2001:db8::2 --peer=2001:db8::3", ("2001:db8::2", "2001:db8::3")),
+    # getopt_long's abbreviations, as for every long option ("--pe" is --peer alone)
+    (S6 + " --pe=2001:db8::2 --pee 2001:db8::3", ("2001:db8::2", "2001:db8::3")),
+    # a link-local peer: its scope, when written, names the interface and is not kept
+    (S6 + " --peer=fe80::2%eth0 --peer=fe80::3", ("fe80::2", "fe80::3")),
+    (S6 + " -i eth0:carp0 --peer=fe80::2%eth0", ("fe80::2",)),
+    (S6 + " --peer=fe80::2%eth0 --peer=fe80::2", ("fe80::2",)),
+    (S6.replace("-s 2001:db8::1", "-s fe80::1%eth0") + " --peer=fe80::2%eth0", ("fe80::2",)),
+])
+def test_peers_of_either_family(cmd: str, peers: tuple[str, ...]) -> None:
+    cfg = _parsed(cmd)
+    assert tuple(str(p) for p in cfg.peers) == peers
+    assert all(getattr(p, "scope_id", None) is None for p in cfg.peers)
+    assert all(p.version == cfg.addr.version for p in cfg.peers)
+    assert cfg.nomcast is False  # unicast is not broadcast: the port keys on peers
+
+
+@pytest.mark.parametrize(("cmd", "error"), [
+    (S6 + " --peer=192.0.2.2", "Peer address [192.0.2.2] is IPv4, the virtual address "
+     "[2001:db8::100] IPv6: use one family"),
+    (S + " --peer=2001:db8::2", "Peer address [2001:db8::2] is IPv6, the virtual address "
+     "[192.0.2.50] IPv4: use one family"),
+    (S6 + " --peer=ff02::12", "Invalid peer address: [ff02::12] (a unicast address)"),
+    (S6 + " --peer=ff02::1", "Invalid peer address: [ff02::1] (a unicast address)"),
+    (S6 + " --peer=::1", "Invalid peer address: [::1] (a unicast address)"),
+    (S6 + " --peer=::", "Invalid peer address: [::] (a unicast address)"),
+    (S6 + " --peer=2001:db8::zz", "Invalid peer address: [2001:db8::zz]"),
+    (S6 + " --peer=2001:db8::1", "Invalid peer address: [2001:db8::1] (this host's own)"),
+    (S6.replace("-s 2001:db8::1", "-s fe80::1%eth0") + " --peer=fe80::1",
+     "Invalid peer address: [fe80::1%eth0] (this host's own)"),
+    (S6 + " --peer=fe80::2%lo", "Peer address [fe80::2%lo] is scoped to [lo], not to [eth0]"),
+    (S6 + " --peer=2001:db8::2 -M",
+     "--nomcast is for IPv4: IPv6 adverts go to ff02::12 (or to each --peer)"),
+    (S6 + " -M", "--nomcast is for IPv4: IPv6 adverts go to ff02::12 (or to each --peer)"),
+    (S + " --peer=192.0.2.2 -M", "--peer sends unicast adverts: -M and --mcast mean nothing then"),
+])
+def test_bad_peers_are_one_line(cmd: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_args(shlex.split(cmd), default_interface=lambda: None)
+    assert str(info.value) == error
+
+
 @pytest.mark.parametrize("value", range(256))
 def test_advskew_accepts_every_c_spelling(value: int) -> None:
     for text in (str(value), hex(value), f"0{value:o}", f"0X{value:X}"):

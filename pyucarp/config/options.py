@@ -100,7 +100,8 @@ pyucarp extensions:
                      locked memory, for sub-second adverts
 -a may be repeated:  every address moves with the first, which is the one in the
                      HMAC (the one a C ucarp peer must be given)
---peer=<ip>: unicast: adverts to this peer instead of the group (may be repeated)
+--peer=<ip>: unicast: adverts to this peer instead of the group (may be repeated;
+                     IPv4 or IPv6, the family of -s and -a)
 --real-mac: send adverts from the interface's MAC, not 00:00:5e:00:00:<vhid>
 --manage-vip[=<prefixlen>]: add the addresses on MASTER and remove them otherwise
                      (default /32), with or without up/down scripts
@@ -464,14 +465,15 @@ def _apply(draft: _Draft, name: str, value: str) -> None:
             raise ConfigError("--notify needs a non-empty path")
         draft["notify"] = value
     elif name == "peer":
+        peer: IPv4Address | IPv6Address
         try:
-            peer = IPv4Address(value)
+            peer = IPv6Address(value) if ":" in value else IPv4Address(value)
         except ValueError:
             raise ConfigError(f"Invalid peer address: [{value}]") from None
         if _not_a_host(peer) or peer.is_unspecified:
             raise ConfigError(f"Invalid peer address: [{value}] (a unicast address)")
         if peer not in draft["peers"]:
-            draft["peers"] = (*draft["peers"], peer)
+            draft["peers"] = (*draft["peers"], peer)  # a scope is checked in _finish
     elif name == "manage-vip":
         draft["manage_vip"] = 0 if not value else _in_range(  # 0: the family's host length
             value, "prefix length", 1, 128, f"Invalid prefix length: [{value}] (1-32, or"
@@ -520,6 +522,7 @@ def _finish(draft: _Draft, default_interface: Callable[[], str | None]) -> Confi
     if len(os.fsencode(interface)) >= _IFNAMSIZ:
         raise ConfigError("Interface name too long")
     _check_families(draft)
+    _check_peer_scopes(draft, interface.split(":", 1)[0])
     _check_unicast_and_managed(draft)
     return Config(**{**draft.given, "interface": interface})
 
@@ -532,13 +535,31 @@ def _not_a_host(address: IPv4Address | IPv6Address) -> bool:
 _BROADCAST = IPv4Address("255.255.255.255")
 
 
+def _check_peer_scopes(draft: _Draft, device: str) -> None:
+    """An IPv6 peer may carry a scope (``fe80::2%eth0``: a link-local peer), which must
+    name the interface, as -s's must; the peers are kept without it (the kernel is given
+    the interface when sending)."""
+    peers: list[IPv4Address | IPv6Address] = []
+    for peer in draft["peers"]:
+        scope = getattr(peer, "scope_id", None)
+        if scope and scope != device:
+            raise ConfigError(f"Peer address [{peer}] is scoped to [{scope}], not to [{device}]")
+        if scope:
+            peer = IPv6Address(peer.packed)
+        if peer not in peers:
+            peers.append(peer)
+    if draft["peers"]:
+        draft["peers"] = tuple(peers)
+
+
 def _check_unicast_and_managed(draft: _Draft) -> None:
     """What --peer and --manage-vip cannot mean."""
     srcip = draft["srcip"]
     if draft["peers"]:
-        if srcip in draft["peers"]:
+        if any(peer.packed == srcip.packed for peer in draft["peers"]):
             raise ConfigError(f"Invalid peer address: [{srcip}] (this host's own)")
-        if draft["nomcast"] or "mcast" in draft.given:
+        # (an IPv6 instance's mcast is ff02::12, set by _check_families, not given)
+        if draft["nomcast"] or ("mcast" in draft.given and draft["mcast"].version == 4):
             raise ConfigError("--peer sends unicast adverts: -M and --mcast mean nothing then")
     if draft["manage_vip"] is not None:
         for address in (draft["addr"], *draft["extra_addrs"]):
@@ -550,18 +571,20 @@ def _check_unicast_and_managed(draft: _Draft) -> None:
 
 
 def _check_families(draft: _Draft) -> None:
-    """One family per instance; over IPv6 the BSDs' group and multicast only."""
+    """One family per instance, peers included; over IPv6 the BSDs' group, or peers."""
     version = draft["addr"].version
     for what, address in (("Source address", draft["srcip"]),
-                          *(("Virtual address", a) for a in draft["extra_addrs"])):
+                          *(("Virtual address", a) for a in draft["extra_addrs"]),
+                          *(("Peer address", a) for a in draft["peers"])):
         if address.version != version:
             raise ConfigError(f"{what} [{address}] is IPv{address.version}, the virtual "
                               f"address [{draft['addr_text']}] IPv{version}: use one family")
     if version == 6:
         if "mcast" in draft.given:
             raise ConfigError("--mcast is for IPv4: IPv6 adverts go to ff02::12")
-        if draft["nomcast"] or draft["peers"]:
-            raise ConfigError("--nomcast and --peer are for IPv4 instances")
+        if draft["nomcast"]:
+            raise ConfigError("--nomcast is for IPv4: IPv6 adverts go to ff02::12 "
+                              "(or to each --peer)")
         draft["mcast"] = DEFAULT_GROUP6
     prefix = draft["manage_vip"]
     if prefix == 0:

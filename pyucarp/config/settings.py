@@ -61,10 +61,10 @@ class Config(NamedTuple):
     track_weight: int | None = None  # None: unhealthy means FAULT
     notify: str | None = None
     realtime: int | None = None  # SCHED_RR priority, None: normal scheduling
-    # Beyond multicast IPv4 (docs/differences.md): more addresses, unicast, own MAC.
+    # Beyond multicast (docs/beyond-multicast.md): more addresses, unicast, own MAC.
     extra_addrs: tuple[IPAddress, ...] = ()  # -a repeated: they move with the first
     extra_addr_texts: tuple[str, ...] = ()  # as typed, for the scripts
-    peers: tuple[IPv4Address, ...] = ()  # unicast: adverts to these, none to the group
+    peers: tuple[IPAddress, ...] = ()  # unicast: adverts to these, none to the group
     real_mac: bool = False  # adverts from the interface's MAC, not 00:00:5e:00:00:<vhid>
     manage_vip: int | None = None  # prefix length: pyucarp adds/removes the addresses
 

@@ -9,7 +9,7 @@ Layout of an advertisement (90 bytes):
 offset   length  field
 =======  ======  ==============================================================
 0        6       Ethernet destination: 33:33:00:00:00:12 (ff02::12), or the
-                 unicast peer's MAC
+                 unicast peer's MAC (with ``peers`` the kernel builds it)
 6        6       Ethernet source: the caller's (the BSDs use 00:00:5e:00:01:<vhid>)
 12       2       0x86dd
 14       40      IPv6: version 6, traffic class (0 as OpenBSD; FreeBSD sends 0xe0),
@@ -24,6 +24,11 @@ The HMAC message is ``02 01 vhid [IPv4 VIPs] IPv6 VIPs counter``: each family's 
 in ascending byte order, each distinct address once, link-local ones left out
 (:func:`carp6_digest_input`). As over IPv4, advbase and advskew are not covered, and
 neither is anything of the IPv6 header: its source is taken on trust, as the BSDs do.
+
+Unicast peers (``peers``, pyucarp's ``--peer``): each advert is one IPv6 packet per peer
+(:meth:`AdvertCodec6.encode_ip`, hop limit 255), routed by the kernel, and a received
+advert counts only when it comes from a peer to our own address, with hop limit 255: the
+IPv4 rule of :class:`pyucarp.core.codec.AdvertCodec`.
 """
 
 from __future__ import annotations
@@ -300,6 +305,7 @@ class AdvertCodec6:
         traffic_class: int = 0,
         ipv4_vips: Sequence[IPv4Address] = (),
         hmac_link_local: bool = False,
+        peers: Sequence[IPv6Address] = (),
     ) -> None:
         """``vips``: the virtual host's IPv6 addresses (``ipv4_vips``: its IPv4 ones, when a
         BSD peer has both families on the vhid); ``srcip``: our source, usually the
@@ -307,22 +313,30 @@ class AdvertCodec6:
         (a unicast ``sc_carpaddr6``) instead of ff02::12; ``hmac_link_local``: send the
         digest with the link-local VIPs hashed (FreeBSD's form) rather than without
         (OpenBSD's). Frames are accepted with either form, as OpenBSD's
-        ``carp_hmac_verify`` does."""
+        ``carp_hmac_verify`` does. ``peers``: pyucarp's unicast mode (``--peer``), packets
+        from :meth:`encode_ip`, one per peer, and only a peer's adverts to ``srcip``
+        accepted; not with ``peer``."""
         if len(eth_src) != 6:
             raise ValueError(f"eth_src: a MAC address has 6 bytes, not {len(eth_src)}")
         if not 0 <= traffic_class <= 0xFF:
             raise ValueError(f"traffic_class: 0 to 255, not {traffic_class}")
+        if peers and peer is not None:
+            raise ValueError("peer (frames to one peer's MAC) or peers (packets), not both")
         self.vhid = vhid
         self.vips = tuple(vips)
         self.srcip = srcip
         self.peer = peer
+        self.peers = tuple(peers)
         self._src_bytes = srcip.packed
+        self._peer_bytes = frozenset(p.packed for p in self.peers)
+        self._ip_word = (6 << 28) | (traffic_class << 20)
         sent = carp6_digest_input(vhid, vips, link_local=hmac_link_local, ipv4=ipv4_vips)
         other = carp6_digest_input(vhid, vips, link_local=not hmac_link_local, ipv4=ipv4_vips)
         self._digests = _DigestBase(password, sent)
         self._other_digests = None if other == sent else _DigestBase(password, other)
-        # Unicast mode (FreeBSD's carp_input_c): the hop limit is not checked, since a
-        # peer may be routed, and adverts to our own address are accepted too.
+        # FreeBSD's unicast mode (carp_input_c): the hop limit is not checked, since a
+        # peer may be routed, and adverts to our own address are accepted too. --peer
+        # keeps the check, as over IPv4: the peers share the link.
         self._check_hop_limit = peer is None
         self._destinations = {CARP6_GROUP.packed}
         if peer is not None:
@@ -335,8 +349,7 @@ class AdvertCodec6:
             raise ValueError("a unicast peer needs its 6-byte MAC address (peer_mac)")
         eth = dst_mac + eth_src + struct.pack("!H", ETHERTYPE_IPV6)
         ip = _IPV6_HEADER.pack(
-            (6 << 28) | (traffic_class << 20), CARP_HEADER_LEN, IPPROTO_CARP, HOP_LIMIT,
-            srcip.packed, dst.packed,
+            self._ip_word, CARP_HEADER_LEN, IPPROTO_CARP, HOP_LIMIT, srcip.packed, dst.packed,
         )
         self._head = eth + ip
 
@@ -359,12 +372,21 @@ class AdvertCodec6:
         return self._head + carp_header(self.vhid, advbase, advskew, counter,
                                         self.digest(counter))
 
+    def encode_ip(self, *, advbase: int, advskew: int, counter: int, dst: IPv6Address) -> bytes:
+        """The advert's 76-byte IPv6 packet to ``dst`` (a unicast peer): the header of
+        :meth:`encode`'s frame with that destination, then the 36 CARP bytes."""
+        ip = _IPV6_HEADER.pack(
+            self._ip_word, CARP_HEADER_LEN, IPPROTO_CARP, HOP_LIMIT, self._src_bytes, dst.packed
+        )
+        return ip + carp_header(self.vhid, advbase, advskew, counter, self.digest(counter))
+
     def decode(self, frame: bytes) -> Advert6 | Dropped:
         """Judge a received frame in the BSD kernels' order (docs/compat.md §10).
 
         The IPv6 layer first (an IPv6 frame of protocol 112, our own source, the payload
-        length, the destination), then ``carp6_proto_input``: hop limit, length, checksum,
-        then ``carp_proto_input_c``: vhid, version, HMAC. Never raises.
+        length, the destination; with ``peers``, destination and source), then
+        ``carp6_proto_input``: hop limit, length, checksum, then ``carp_proto_input_c``:
+        vhid, version, HMAC. Never raises.
         """
         problem = _not_carp6(frame)
         if problem is not None:
@@ -375,7 +397,17 @@ class AdvertCodec6:
         if problem is not None:
             return problem
         dst = frame[_DST_AT:_CARP_AT]
-        if dst not in self._destinations:
+        if self._peer_bytes:
+            # --peer: addressed to us and from a peer, the rule AdvertCodec applies over
+            # IPv4 (the single-peer mode above takes any source, and ff02::12 too).
+            src = frame[_SRC_AT:_DST_AT]
+            if dst != self._src_bytes or src not in self._peer_bytes:
+                return Dropped(
+                    DropReason.OTHER_GROUP,
+                    f"Ignoring advert from [{IPv6Address(src)}] to [{IPv6Address(dst)}]:"
+                    " not a peer's to us",
+                )
+        elif dst not in self._destinations:
             return Dropped(
                 DropReason.OTHER_GROUP, f"Ignoring destination: [{IPv6Address(dst)}]"
             )

@@ -59,13 +59,14 @@ class Frame(NamedTuple):
     """One frame to transmit; ``advert`` frames have their outcome reported back.
 
     ``peer`` None: ``data`` is a whole Ethernet frame, sent as it is. Otherwise ``data`` is
-    the advert's IPv4 packet for that unicast peer, which the kernel routes (its MAC is
-    the neighbour table's business); of an advert's packets, the first carries ``advert``.
+    the advert's IP packet (IPv4 or IPv6, the peer's family) for that unicast peer, which
+    the kernel routes (its MAC is the neighbour table's business); of an advert's packets,
+    the first carries ``advert``.
     """
 
     data: bytes
     advert: bool
-    peer: IPv4Address | None = None
+    peer: IPv4Address | IPv6Address | None = None
 
 
 Event = RunScript | StateChanged | Log | Dropped
@@ -100,11 +101,12 @@ class CarpInstance:
         random_bits: Callable[[int], int],
         health: HealthJudge | None = None,
         extra_vips: tuple[IPv4Address | IPv6Address, ...] = (),
-        peers: tuple[IPv4Address, ...] = (),
+        peers: tuple[IPv4Address | IPv6Address, ...] = (),
         source_mac: bytes | None = None,
     ) -> None:
         """``health``: the judge of the tracked checks and interfaces, when there are any
-        (``params.tracked`` must then be true: health starts unknown)."""
+        (``params.tracked`` must then be true: health starts unknown); ``peers``: unicast
+        adverts to each of them instead of the group, of the instance's family."""
         self.vip = vip
         # Every address of the virtual host: the first is the one in the HMAC (ucarp's);
         # the others move with it and are announced with it.
@@ -118,17 +120,21 @@ class CarpInstance:
         if isinstance(vip, IPv6Address):
             assert isinstance(params.srcip, IPv6Address), "one family per instance"
             v6 = tuple(v for v in self.vips if isinstance(v, IPv6Address))
+            peers6 = tuple(p for p in peers if isinstance(p, IPv6Address))
+            assert len(peers6) == len(peers), "one family per instance"
             self.codec = AdvertCodec6(
                 vhid=vhid, password=password, vips=v6, srcip=params.srcip,
                 # The BSDs' source over IPv6: 00:00:5e:00:01:<vhid> (VRRP's range).
                 eth_src=b"\x00\x00\x5e\x00\x01" + bytes([vhid]) if source_mac is None
-                else source_mac,
+                else source_mac, peers=peers6,
             )
         else:
             assert isinstance(params.srcip, IPv4Address) and isinstance(group, IPv4Address)
+            peers4 = tuple(p for p in peers if isinstance(p, IPv4Address))
+            assert len(peers4) == len(peers), "one family per instance"
             self.codec = AdvertCodec(
                 vhid=vhid, password=password, vip=vip, srcip=params.srcip, group=group,
-                nomcast=nomcast, peers=peers, source_mac=source_mac,
+                nomcast=nomcast, peers=peers4, source_mac=source_mac,
             )
         self.machine = CarpMachine(params, random64=lambda: random_bits(64))
         self.replay = ReplayGuard()
@@ -247,16 +253,19 @@ class CarpInstance:
     def _advert_frames(self, action: SendAdvert) -> None:
         codec = self.codec
         if isinstance(codec, AdvertCodec6):
-            frame = codec.encode(advbase=action.advbase, advskew=action.advskew,
-                                 counter=action.counter)
-            self._frames.append(Frame(frame, True))
+            values6 = {"advbase": action.advbase, "advskew": action.advskew,
+                       "counter": action.counter}
+            if not self.peers:
+                self._frames.append(Frame(codec.encode(**values6), True))
+            for i, peer in enumerate(codec.peers):
+                self._frames.append(Frame(codec.encode_ip(dst=peer, **values6), i == 0, peer))
             return
         values = {"advbase": action.advbase, "advskew": action.advskew,
                   "counter": action.counter, "ip_id": self._random_bits(16)}
         if not self.peers:
             self._frames.append(Frame(codec.encode(**values), True))
-        for i, peer in enumerate(self.peers):
-            self._frames.append(Frame(codec.encode_ip(dst=peer, **values), i == 0, peer))
+        for i, peer4 in enumerate(codec.peers):
+            self._frames.append(Frame(codec.encode_ip(dst=peer4, **values), i == 0, peer4))
 
     def _announcement(self, vip: IPv4Address | IPv6Address) -> bytes:
         """Gratuitous ARP (IPv4, ucarp's) or unsolicited neighbour advertisement (IPv6)."""

@@ -14,7 +14,7 @@ import errno
 import fcntl
 import socket
 import struct
-from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 import netifaces
 
@@ -51,11 +51,17 @@ _RTM_NEWADDR = 20
 _RTM_DELADDR = 21
 _RTMGRP_LINK = 0x1
 _RTMGRP_IPV4_IFADDR = 0x10
+_RTMGRP_IPV6_IFADDR = 0x100
 _IFLA_ADDRESS = 1
 _IFLA_IFNAME = 3
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_LABEL = 3
+_IFA_FLAGS = 8  # u32: every flag (ifa_flags in the header holds the low 8 bits only)
+# linux/if_addr.h: the address flags IPv6's duplicate address detection sets.
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
@@ -257,12 +263,34 @@ class LinkEvent(NamedTuple):
 
 
 class AddressEvent(NamedTuple):
-    """An IPv4 address was added to or removed from an interface."""
+    """An IPv4 or IPv6 address was added to, changed on or removed from an interface.
+
+    ``flags`` are the kernel's ``IFA_F_*``: over IPv6 an address first comes ``tentative``
+    (duplicate address detection under way: the kernel neither sends from it nor answers
+    for it), then again without that flag once usable, or with ``dadfailed`` for good when
+    another host has it. ``nodad`` addresses (``--manage-vip``'s) are usable at once.
+    """
 
     index: int  # type: ignore[assignment]  # the field hides tuple.index(), unused here
-    address: IPv4Interface
+    address: IPv4Interface | IPv6Interface
     label: str
     deleted: bool
+    flags: int = 0
+
+    @property
+    def tentative(self) -> bool:
+        """Duplicate address detection has not passed (yet, or ever: see dadfailed)."""
+        return bool(self.flags & IFA_F_TENTATIVE)
+
+    @property
+    def dadfailed(self) -> bool:
+        """Duplicate address detection found the address on another host."""
+        return bool(self.flags & IFA_F_DADFAILED)
+
+    @property
+    def usable(self) -> bool:
+        """On the interface and usable: neither removed, tentative nor a duplicate."""
+        return not (self.deleted or self.tentative or self.dadfailed)
 
 
 class Resync(NamedTuple):
@@ -311,20 +339,34 @@ def _address_event(
 ) -> AddressEvent | None:
     if offset + _IFADDRMSG.size > end:
         return None
-    family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(data, offset)
-    if family != socket.AF_INET:
+    family, prefixlen, flags, _scope, index = _IFADDRMSG.unpack_from(data, offset)
+    if family == socket.AF_INET:
+        size = 4
+    elif family == socket.AF_INET6:
+        size = 16
+    else:
         return None
     attrs = _attributes(data, offset + _IFADDRMSG.size, end)
     # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
-    # point-to-point links and equals IFA_LOCAL elsewhere.
+    # point-to-point links and equals IFA_LOCAL elsewhere (IPv6 sends IFA_LOCAL
+    # only when there is a peer: IFA_ADDRESS alone is the address).
     raw = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
-    if raw is None or len(raw) != 4:
+    if raw is None or len(raw) != size:
         return None
+    wide = attrs.get(_IFA_FLAGS)
+    if wide is not None and len(wide) == 4:
+        flags = struct.unpack("=I", wide)[0]
+    address: IPv4Interface | IPv6Interface
+    if size == 4:
+        address = IPv4Interface((IPv4Address(raw), prefixlen))
+    else:
+        address = IPv6Interface((IPv6Address(raw), prefixlen))
     return AddressEvent(
         index=index,
-        address=IPv4Interface((IPv4Address(raw), prefixlen)),
+        address=address,
         label=_cstring(attrs.get(_IFA_LABEL, b"")),
         deleted=deleted,
+        flags=flags,
     )
 
 
@@ -351,7 +393,7 @@ def parse_rtnetlink(data: bytes) -> list[MonitorEvent]:
 
 
 class LinkMonitor(Closing):
-    """Kernel notifications of link and IPv4 address changes, non-blocking.
+    """Kernel notifications of link and address changes (IPv4 and IPv6), non-blocking.
 
     Watch :meth:`fileno` for readability, then call :meth:`read_events`.
     Events are for every interface of the namespace; the caller picks its own
@@ -375,7 +417,7 @@ class LinkMonitor(Closing):
                 self._sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, rcvbuf)
             except OSError:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self._sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR))
+            self._sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV6_IFADDR))
             self._sock.setblocking(False)
         except OSError as exc:
             self._sock.close()

@@ -128,19 +128,35 @@ class Port:
         self._unicast: socket.socket | None = None  # see unicast()
 
     def unicast(self) -> socket.socket:
-        """The raw IPv4 socket for adverts to unicast peers (``netio.open_unicast_socket``)."""
+        """The raw socket of the port's family for adverts to unicast peers
+        (``netio.open_unicast_socket``), opened on first use (raises RuntimeFailure)."""
         if self._unicast is None:
-            self._unicast = open_unicast_socket(self.device)
+            self._unicast = open_unicast_socket(self.device, self.group.version)
         return self._unicast
+
+    def send_unicast(self, frame: Frame) -> None:
+        """One advert packet to its peer; an IPv6 peer is reached on this interface (the
+        scope a link-local peer needs). Raises OSError or RuntimeFailure."""
+        peer = frame.peer
+        assert peer is not None
+        if peer.version == 6:
+            self.unicast().sendto(frame.data, (str(peer), 0, 0, self.facts.index))
+        else:
+            self.unicast().sendto(frame.data, (str(peer), 0))
+
+    def drop_unicast(self) -> None:
+        """Close the unicast socket: it is bound to an interface that is gone, and is
+        opened again on the next advert."""
+        if self._unicast is not None:
+            self._unicast.close()
+            self._unicast = None
 
     def close(self) -> None:
         """Release the sockets."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self._unicast is not None:
-            self._unicast.close()
-            self._unicast = None
+        self.drop_unicast()
 
     @property
     def key(self) -> tuple[str, IPv4Address | IPv6Address, bool]:
@@ -294,10 +310,13 @@ class EventLoop:
                 if frame.peer is None:
                     sock.send(frame.data)
                 else:
-                    port.unicast().sendto(frame.data, (str(frame.peer), 0))
+                    port.send_unicast(frame)
             except OSError as exc:
                 reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
                 self.log.limited(log_key, Level.WARNING, f"write() has failed: {reason}", now)
+                return False
+            except UcarpError as exc:  # the unicast socket could not be opened again
+                self.log.limited(log_key, Level.WARNING, f"write() has failed: {exc}", now)
                 return False
             return True
 
@@ -522,6 +541,12 @@ class EventLoop:
             self._unregister(port.sock)
             port.sock.close()
         port.facts, port.sock = facts, sock
+        port.drop_unicast()  # SO_BINDTODEVICE holds the old interface's index
+        if any(runtime.config.peers for runtime in port.runtimes()):
+            try:  # at once: while it is missing, the kernel answers the peers with ICMP
+                port.unicast()
+            except UcarpError as exc:  # opened again with the next advert
+                self.log.error(str(exc))
         self._register_port(port)
         for runtime in port.runtimes():
             runtime.set_mac(facts.mac)

@@ -357,19 +357,34 @@ class CarpSocket(Closing):
 _DROP_ALL = _insn(_BPF_RET_K, 0, 0, 0)
 
 
-def open_unicast_socket(device: str) -> socket.socket:
-    """The raw IPv4 socket for adverts to unicast peers, on ``device`` only.
+_IPV6_HDRINCL = 36  # linux/in6.h (Linux 4.5): Python does not export it
 
-    The packet is ours byte for byte (IP_HDRINCL); the kernel routes it and resolves the
-    peer's MAC. The socket is opened for protocol 112, not IPPROTO_RAW: while a raw socket
-    for 112 exists, the kernel no longer answers each unicast advert it receives with an
-    ICMP "protocol unreachable". It reads nothing (a filter drops every packet): the
-    packet socket does the receiving.
+
+def open_unicast_socket(device: str, version: int = 4) -> socket.socket:
+    """The raw socket (IPv4, or IPv6 with ``version`` 6) for adverts to unicast peers, on
+    ``device`` only.
+
+    The packet is ours byte for byte (IP_HDRINCL, IPV6_HDRINCL: hop limit 255 and the -s
+    source, which the kernel neither picks nor checks); the kernel routes it and resolves
+    the peer's MAC. Over IPv6 the CARP checksum and HMAC cover no IPv6 header field (no
+    pseudo-header, ``carp_send_ad``), so handing over the header changes nothing in them.
+    The socket is opened for protocol 112, not IPPROTO_RAW: while a raw socket for 112
+    exists, the kernel no longer answers each unicast advert it receives with an ICMP
+    "protocol unreachable" (ICMPv6 "unrecognized next header"). It reads nothing (a filter
+    drops every packet): the packet socket does the receiving.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_CARP)
+    family = socket.AF_INET6 if version == 6 else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_CARP)
+    except OSError as exc:
+        raise RuntimeFailure(f"Unable to open the unicast socket on [{device}]: {_why(exc)}") \
+            from None
     try:
         _attach_filter(sock, _DROP_ALL)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        if version == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, os.fsencode(device))
         sock.setblocking(False)
     except OSError as exc:

@@ -235,8 +235,20 @@ class InstanceRuntime:
         self.core.set_mac(mac)
 
     def address_event(self, now: float, event: AddressEvent) -> None:
-        """Our VIP removed from the interface while MASTER: run the upscript again."""
-        if event.address.ip not in self.core.vips or not event.deleted:
+        """One of our addresses removed from the interface while MASTER (IPv4 or IPv6):
+        run the upscript again (``--manage-vip``: put the addresses back first)."""
+        if event.address.ip not in self.core.vips:
+            return
+        text = next((t for a, t in self.config.addresses if a == event.address.ip),
+                    self.config.addr_text)
+        if not event.deleted:
+            if event.dadfailed and self.core.state is State.MASTER:
+                # Added with duplicate address detection (a script without "nodad") while
+                # another host still has it: the kernel keeps it unusable, for good.
+                self.log.limited(
+                    f"vip-dadfailed-{text}", Level.WARNING,
+                    f"Virtual address [{text}] on [{self.config.device}] failed duplicate "
+                    "address detection: another host has it", now)
             return
         if self.core.state is not State.MASTER or self.scripts_busy():
             return  # a script is at work on the address (an upscript may del and re-add it)
@@ -244,14 +256,14 @@ class InstanceRuntime:
             self.log.limited(
                 "vip-removed",
                 Level.WARNING,
-                f"Virtual address [{self.config.addr_text}] removed again from "
+                f"Virtual address [{text}] removed again from "
                 f"[{self.config.device}]: not rerunning the upscript so soon",
                 now,
             )
             return
         self._vip_restore_after = now + VIP_RESTORE_HOLDOFF
         self.log.warning(
-            f"Virtual address [{self.config.addr_text}] was removed from "
+            f"Virtual address [{text}] was removed from "
             f"[{self.config.device}] while MASTER: running the upscript again"
         )
         self._run_script(now, "up")
