@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """pyucarp beside the C ucarp (/usr/sbin/ucarp): the same scenarios, measured the same way.
 
-``python3 bench/run.py [--group classic|fleet|subsecond ...] [--quick] [--reps N] [--out DIR]
-[--only pyucarp|ucarp]`` (root). Every measurement runs in a fresh namespace lab
-(``pyucarp.lab.netlab``, daemons started with ``pyucarp.lab.daemons``) on 192.0.2.0/24, with
-a capture on the bridge recording every CARP frame. The labs' files (consoles, state
-files) live on a tmpfs, as /run/pyucarp does in production (see :func:`tmpfs_dir`). Three
-groups of scenarios, all by default (about 30 minutes; ``--group`` picks some, ``--quick``
-shortens the soaks):
+``python3 bench/run.py [--group classic|fleet|subsecond|beyond ...] [--quick] [--reps N]
+[--out DIR] [--only pyucarp|ucarp]`` (root). Every measurement runs in a fresh namespace lab
+(``pyucarp.lab.netlab``, daemons started with ``pyucarp.lab.daemons``) on 192.0.2.0/24
+(198.51.100.0/24 and 2001:db8::/64 where said), with a capture on the bridge recording every
+CARP frame. The labs' files (consoles, state files) live on a tmpfs, as /run/pyucarp does
+in production (see :func:`tmpfs_dir`). Four groups of scenarios, all by default (about 32
+minutes; ``--group`` picks some, ``--quick`` shortens the soaks and runs the beyond group
+once unless ``--reps`` is given):
 
 classic -- nodes ``alpha`` (advskew 0) and ``beta`` (advskew 20) share the VIP 192.0.2.100
 (vhid 7, advbase 1, the shipped vip-up/vip-down scripts), a ``client`` pings the VIP every
@@ -72,6 +73,28 @@ subsecond -- advbase 0 (about 16 minutes; ``--quick`` about 7):
   above.
 * ``pyucarp --realtime`` (SCHED_RR and mlockall) is soaked and laddered beside plain
   pyucarp when ``python3 -m pyucarp --help`` lists the option.
+
+beyond -- what the C ucarp cannot do, pyucarp alone (about 2 minutes with 3 repetitions;
+advbase 1, alpha advskew 0, beta advskew 20, -z, as classic failover). In each, once alpha
+is the settled MASTER, right after one of its adverts alpha's daemon is killed (SIGKILL)
+and alpha unplugged from the bridge at once: a crashed host. (kill -9 alone would leave the
+address on alpha, which would go on answering the client: no outage to measure.)
+
+* unicast: ``--peer`` each other, IPv4, the shipped scripts; the client pings the VIP every
+  10 ms. Client outage and takeover as in classic failover (bound 3.078 s). The bridge is
+  promiscuous, so its capture sees the unicast adverts forwarded between two ports too;
+  every CARP frame of the run is checked: not one may go to 224.0.0.18 (IP or MAC).
+* ipv6: 2001:db8::1 and ::2 (-s), the address 2001:db8::100 (-a, ``--manage-vip=64``, no
+  scripts); the client (2001:db8::10) runs iputils ``ping -6 -i 0.005`` (asked for 0.01,
+  it really sends every 16 ms). Client outage as
+  above; from the bridge capture, the delay from beta's first advert to its first
+  unsolicited Neighbour Advertisement for the address.
+* managed: ten addresses on one virtual host (``-a`` x10: 192.0.2.100 and 198.51.100.10-18,
+  ``--manage-vip``, no scripts): from beta's first advert (bridge capture) to the ten on
+  beta's eth0, as ``ip -ts monitor address`` in beta's namespace reports them -- whatever
+  pyucarp logs. Both stamps are CLOCK_REALTIME: the kernel's receive stamp of the advert
+  on the bridge (``SO_TIMESTAMPNS``), ``ip``'s ``gettimeofday`` when it reads the netlink
+  message (which can only make the delay look longer).
 """
 
 from __future__ import annotations
@@ -93,6 +116,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from ipaddress import IPv6Address
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -110,6 +134,7 @@ from pyucarp.lab.daemons import (  # noqa: E402
     pyucarp_command,
     pyucarp_env,
     start_pyucarp,
+    start_ucarp,
 )
 from pyucarp.lab.netlab import (  # noqa: E402
     FrameCapture,
@@ -129,7 +154,7 @@ BETA_SKEW = 20
 BOUND = 3 * 1 + BETA_SKEW / 256  # master-down time of beta at advbase 1, deadratio 3
 IMPLS = ("pyucarp", "ucarp")
 RT = "pyucarp-rt"  # pyucarp with --realtime: a variant of the subsecond group only
-GROUPS = ("classic", "fleet", "subsecond")
+GROUPS = ("classic", "fleet", "subsecond", "beyond")
 SCALE_NS = (1,)
 SLOW_SCRIPT_S = 8
 
@@ -144,6 +169,18 @@ LADDER = (13, 8, 5, 3, 2, 1)
 LOSS_PCT = 10
 SUB_SAMPLE_S = 10.0
 SETTLE_S = 5.0  # a pyucarp pair settles within 1.5 s at advbase 0; the C ucarp's never does
+
+# beyond: pyucarp alone
+ALPHA6, BETA6, CLIENT6 = "2001:db8::1", "2001:db8::2", "2001:db8::10"
+VIP6 = "2001:db8::100"
+TEN_VIPS = (VIP, *(f"198.51.100.{10 + i}" for i in range(9)))
+CARP_GROUP = bytes([224, 0, 0, 18])
+CARP_GROUP_MAC = bytes.fromhex("01005e000012")
+BEYOND_QUICK_REPS = 1  # --quick without --reps
+# iputils ping asked for -i 0.01 sends every 16 ms here (measured: 0.008 gives 8 ms, 0.005
+# gives 5 ms): 5 ms it is, the figure the outage is read to
+PING6_INTERVAL = 0.005
+C_BEYOND = "n/a (ucarp: no unicast/IPv6/managed addresses)"
 
 
 @dataclass(frozen=True)
@@ -174,6 +211,9 @@ TARGETS = {
     "single_rss_mib": 13.0,  # the ucarp command under python3 -S
     "sub_outage_s": 0.35,
     "soak_takeovers": 0,
+    "group_frames": 0,  # unicast: CARP frames to 224.0.0.18
+    "na_delay_ms": 10.0,  # IPv6: first unsolicited NA after the first advert
+    "ten_up_ms": 50.0,  # --manage-vip: ten addresses up after the first advert
 }
 
 
@@ -187,13 +227,15 @@ def log(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Ad:
-    """One CARP advert seen on the bridge."""
+    """One CARP advert (over IPv4 or IPv6) seen on the bridge; ``t`` monotonic (when the
+    capture read it), ``wall`` the kernel's receive stamp (CLOCK_REALTIME)."""
 
     t: float
     src: str
     vhid: int
     advbase: int
     advskew: int
+    wall: float = 0.0
 
     @property
     def leave(self) -> bool:
@@ -202,11 +244,37 @@ class Ad:
 
 
 def adverts(cap: FrameCapture) -> list[Ad]:
-    """The CARP adverts captured so far."""
+    """The CARP adverts captured so far (IPv4, and IPv6 when the capture keeps them)."""
     out = []
-    for t, f in cap.frames():
+    for r in cap.records():
+        f, wall = r.data, r.wall or 0.0
         if len(f) >= 14 + 20 + 36 and f[12:14] == b"\x08\x00" and f[23] == 112:
-            out.append(Ad(t, ".".join(str(b) for b in f[26:30]), f[35], f[39], f[36]))
+            out.append(Ad(r.t, ".".join(str(b) for b in f[26:30]), f[35], f[39], f[36], wall))
+        elif len(f) >= 14 + 40 + 36 and f[12:14] == b"\x86\xdd" and f[20] == 112:
+            # CARP's 36 bytes right after the IPv6 header: vhid, advskew, ..., advbase
+            out.append(Ad(r.t, str(IPv6Address(f[22:38])), f[55], f[59], f[56], wall))
+    return out
+
+
+@dataclass(frozen=True)
+class NeighbourAdvert:
+    """One IPv6 Neighbour Advertisement seen on the bridge."""
+
+    t: float
+    wall: float  # the kernel's receive stamp, as Ad.wall
+    eth_src: bytes
+    target: str
+    solicited: bool
+
+
+def neighbour_adverts(cap: FrameCapture) -> list[NeighbourAdvert]:
+    """The Neighbour Advertisements captured so far (read by offsets: no extension header)."""
+    out = []
+    for r in cap.records():
+        f = r.data
+        if len(f) >= 78 and f[12:14] == b"\x86\xdd" and f[20] == 58 and f[54] == 136:
+            out.append(NeighbourAdvert(r.t, r.wall or 0.0, f[6:12], str(IPv6Address(f[62:78])),
+                                       bool(f[58] & 0x40)))
     return out
 
 
@@ -1041,6 +1109,175 @@ def scenario_soak(workdir: Path, variants: Sequence[str], k: int,
     return out
 
 
+# ------------------------------------------------------------------------------ beyond
+
+
+def host_loss(daemon: Daemon, host: Host) -> tuple[float, float]:
+    """A crashed master: its daemon SIGKILLed and, at once, its host off the segment;
+    (monotonic, CLOCK_REALTIME) time of the cut.
+
+    kill -9 alone leaves the address on the host (no downscript ran; ``--manage-vip``
+    clears its leftovers only at the next start): the host would keep answering the client,
+    and there would be no outage to measure.
+    """
+    daemon.send_signal(signal.SIGKILL)  # not reaped yet: the unplug follows at once
+    host.unplug()
+    cut = time.monotonic(), time.time()
+    daemon.wait_exit(5)
+    return cut
+
+
+def start_py(host: Host, workdir: Path, key: str, src: str, skew: int, vips: Sequence[str],
+             extra: Sequence[str]) -> Daemon:
+    """pyucarp with ucarp's command line, advbase 1, state files in ``workdir/key/state``."""
+    args = ["-i", "eth0", "-s", src, "-v", str(VHID), "-p", PASSWORD,
+            *(tok for vip in vips for tok in ("-a", vip)),
+            "-b", "1", "-k", str(skew), "-f", "none", *extra]
+    return start_ucarp(host, workdir, args, name=key)
+
+
+def scenario_unicast(workdir: Path) -> dict[str, Any]:
+    """``--peer`` each other: the client's outage at a host loss, and no frame to the group."""
+    with segment("pyucarp", workdir) as seg:
+        seg.lab.set_bridge_promiscuous()  # the capture sees alpha's adverts to beta's port
+        seg.start_ping()
+        for key, host, skew, peer in (("alpha", seg.alpha, 0, BETA_IP),
+                                      ("beta", seg.beta, BETA_SKEW, ALPHA_IP)):
+            seg.start(key, host, skew, ["-z", f"--peer={peer}",
+                                        f"--statedir={workdir / key / 'state'}"])
+        if not seg.settled(ALPHA_IP, BETA_IP):
+            raise RuntimeError("alpha never became the only MASTER")
+        ad = wait_new_advert(seg.cap, ALPHA_IP)
+        if ad is None:
+            raise RuntimeError("no advert from alpha")
+        cut, _ = host_loss(seg.daemons["alpha"], seg.alpha)
+        end = wait_recovered(seg, BETA_IP, cut, BOUND + 6)
+        if end is None:
+            raise RuntimeError("beta did not take over")
+        beta_first = of(adverts(seg.cap), BETA_IP, cut)[0]
+        outage = largest_gap(seg.replies(), cut - 0.3, end)
+        carp = [r.data for r in seg.cap.records()
+                if len(r.data) >= 34 and r.data[12:14] == b"\x08\x00" and r.data[23] == 112]
+    to_group = [f for f in carp if f[30:34] == CARP_GROUP or f[0:6] == CARP_GROUP_MAC]
+    pairs = sorted({(".".join(map(str, f[26:30])), ".".join(map(str, f[30:34]))) for f in carp})
+    # the takeover from the kernel's stamps: the capture may read one frame late, not both
+    return {"outage_s": outage, "excess_s": outage - BOUND,
+            "takeover_s": beta_first.wall - ad.wall,
+            "cut_after_advert_s": cut - ad.t, "carp_frames": len(carp),
+            "group_frames": len(to_group), "src_dst": [f"{a}>{b}" for a, b in pairs]}
+
+
+@contextmanager
+def segment6(workdir: Path) -> Iterator[tuple[Lab, dict[str, Host], FrameCapture]]:
+    """alpha, beta and client with 2001:db8::1, ::2, ::10 (/64) beside their IPv4 address,
+    and a capture on the bridge keeping IPv6 CARP and neighbour discovery."""
+    with Lab(prefix="pyb") as lab:
+        hosts = {name: lab.add_host(name, f"{ip4}/24", addr6=f"{ip6}/64")
+                 for name, ip4, ip6 in (("alpha", ALPHA_IP, ALPHA6), ("beta", BETA_IP, BETA6),
+                                        ("client", CLIENT_IP, CLIENT6))}
+        with lab.capture_bridge(kinds=("carp6", "nd"), max_seconds=120,
+                                max_count=100000) as cap:
+            yield lab, hosts, cap
+
+
+def scenario_ipv6(workdir: Path) -> dict[str, Any]:
+    """An IPv6 pair with ``--manage-vip=64``: the client's outage (``ping -6``) at a host
+    loss, and the new master's first unsolicited Neighbour Advertisement after its first
+    advert (both the kernel's receive stamps on the bridge). The ping stamps its replies
+    on CLOCK_REALTIME, so the times compared with them here are the capture's ``wall``."""
+    with segment6(workdir) as (_lab, hosts, cap):
+        alpha, beta, client = hosts["alpha"], hosts["beta"], hosts["client"]
+        ping = client.start_system_ping(VIP6, PING6_INTERVAL, 40)
+        started = time.time()
+        nodes = {key: start_py(host, workdir, key, src, skew, [VIP6], ["-z", "--manage-vip=64"])
+                 for key, host, src, skew in (("alpha", alpha, ALPHA6, 0),
+                                              ("beta", beta, BETA6, BETA_SKEW))}
+
+        def settled(hold: float = 2.2) -> bool:
+            now = time.time()
+            recent = [a for a in adverts(cap) if a.wall > now - hold]
+            replies = ping.replies()
+            return (now - started > hold and len([a for a in recent if a.src == ALPHA6]) >= 2
+                    and not any(a.src == BETA6 for a in recent)
+                    and bool(replies) and largest_gap(replies, now - 1.0, now) < 0.05)
+        if not wait_until(settled, 20, interval=0.05):
+            raise RuntimeError(f"alpha never became the only MASTER ({ping.output()[-2:]})")
+        before = ping.replies()  # parsing them takes ms: not between advert and cut
+        ad = wait_new_advert(cap, ALPHA6)
+        if ad is None:
+            raise RuntimeError("no advert from alpha")
+        cut, cut_wall = host_loss(nodes["alpha"], alpha)
+
+        def served() -> bool:
+            ads = of(adverts(cap), BETA6, cut)
+            return bool(ads) and len([r for r in ping.replies() if r > ads[0].wall]) >= 20
+        if not wait_until(served, BOUND + 6, interval=0.02):
+            raise RuntimeError("beta did not take over")
+        end_wall = time.time()
+        beta_mac = bytes.fromhex(beta.mac().replace(":", ""))
+
+        def announced() -> list[NeighbourAdvert]:
+            return [n for n in neighbour_adverts(cap) if n.t > cut and n.eth_src == beta_mac
+                    and not n.solicited and IPv6Address(n.target) == IPv6Address(VIP6)]
+        wait_until(lambda: bool(announced()), 2.0)
+        first = of(adverts(cap), BETA6, cut)[0]
+        nas = announced()
+        replies = ping.stop()
+    if not nas:
+        raise RuntimeError("no unsolicited Neighbour Advertisement from beta")
+    outage = largest_gap(replies, cut_wall - 0.3, end_wall)
+    back = [r for r in replies if r > cut_wall + 1.0]  # the first reply from beta
+    return {"outage_s": outage, "excess_s": outage - BOUND, "takeover_s": first.wall - ad.wall,
+            "cut_after_advert_s": cut - ad.t, "na_delay_ms": (nas[0].wall - first.wall) * 1000,
+            "unsolicited_nas": len(nas),
+            "reply_after_na_ms": (back[0] - nas[0].wall) * 1000 if back else None,
+            "ping_interval_s": statistics.median(b - a for a, b in zip(
+                before[-101:], before[-100:], strict=False)) if len(before) > 1 else None}
+
+
+def scenario_managed_ten(workdir: Path) -> dict[str, Any]:
+    """Ten addresses, ``--manage-vip``, no scripts: from the new master's first advert to
+    all ten on its interface, as the kernel announces them (``ip -ts monitor address``).
+
+    Clock: CLOCK_REALTIME on both sides, the capture's ``wall`` stamp and ip's
+    ``gettimeofday`` one.
+    """
+    with segment("pyucarp", workdir) as seg:
+        monitor = seg.beta.monitor_addresses()  # listening long before the takeover
+        seg.start_ping()  # the first address: seg.settled wants the client served
+        for key, host, skew in (("alpha", seg.alpha, 0), ("beta", seg.beta, BETA_SKEW)):
+            seg.daemons[key] = start_py(host, workdir, key, host.ip, skew, TEN_VIPS,
+                                        ["-z", "--manage-vip"])
+        if not seg.settled(ALPHA_IP, BETA_IP):
+            raise RuntimeError("alpha never became the only MASTER")
+        before = [a for a in seg.beta.addresses() if a in TEN_VIPS]  # none, on a BACKUP
+        ad = wait_new_advert(seg.cap, ALPHA_IP)
+        if ad is None:
+            raise RuntimeError("no advert from alpha")
+        cut, cut_wall = host_loss(seg.daemons["alpha"], seg.alpha)
+        end = wait_recovered(seg, BETA_IP, cut, BOUND + 6)
+        if end is None:
+            raise RuntimeError("beta did not take over")
+        wait_until(lambda: monitor.all_present_at(TEN_VIPS, cut_wall, before) is not None, 2.0)
+        up_at = monitor.all_present_at(TEN_VIPS, cut_wall, before)
+        first = of(adverts(seg.cap), BETA_IP, cut)[0]
+        on_beta = len([a for a in seg.beta.addresses() if a in TEN_VIPS])
+        outage = largest_gap(seg.replies(), cut - 0.3, end)
+        added = len([e for e in monitor.events() if e.added and e.wall >= cut_wall])
+    if up_at is None:
+        raise RuntimeError(f"ip monitor never saw the ten addresses ({on_beta} on beta)")
+    return {"all_up_ms": (up_at - first.wall) * 1000, "on_beta_after": on_beta,
+            "present_before": len(before), "added_events": added,
+            "takeover_s": first.wall - ad.wall, "outage_s": outage}
+
+
+BEYOND: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "unicast_failover": scenario_unicast,
+    "ipv6_failover": scenario_ipv6,
+    "managed_ten": scenario_managed_ten,
+}
+
+
 # ------------------------------------------------------------------------------ the run
 
 
@@ -1167,6 +1404,18 @@ class Runner:
                 self.add(v, "limit_failover", self.attempt(
                     f"advbase 0 failover {v} -k {k_limit} rep {rep + 1}",
                     partial(scenario_sub_failover, v, k=k_limit)))
+
+
+    # ---------------------------------------------------------------- beyond
+
+    def beyond(self, reps: int) -> None:
+        """Unicast, IPv6 and ten managed addresses, ``reps`` times each: pyucarp alone."""
+        if "pyucarp" not in self.impls:
+            log("beyond: pyucarp alone can run it (--only ucarp): skipped")
+            return
+        for name, fn in BEYOND.items():
+            for rep in range(reps):
+                self.add("pyucarp", name, self.attempt(f"{name} pyucarp rep {rep + 1}", fn))
 
 
 def limit_k(results: dict[str, Any], variant: str) -> int | None:
@@ -1312,6 +1561,14 @@ def build_rows(results: dict[str, Any], impls: Sequence[str],
         section(f"advbase 0: master -k {SUB_K}, backup -k {2 * SUB_K} "
                 f"({256 / SUB_K:.1f} adverts/s)")
         subsecond_rows(rows, results, impls, timed, durations)
+    if any(_ran(results, impls, name) for name in BEYOND):
+        rows.append(Row("beyond multicast, pyucarp only (advbase 1; master kill -9 + unplugged)",
+                        "", {i: C_BEYOND if i == "ucarp" else "" for i in impls}, ""))
+        first_row = len(rows)
+        beyond_rows(rows, results, impls, timed)
+        for row in rows[first_row:]:
+            if "ucarp" in row.cells:
+                row.cells["ucarp"] = "n/a"
     return rows
 
 
@@ -1537,6 +1794,34 @@ def subsecond_rows(rows: list[Row], results: dict[str, Any], impls: Sequence[str
                              for i in impls}, ""))
 
 
+def beyond_rows(rows: list[Row], results: dict[str, Any], impls: Sequence[str],
+                timed: Callable[..., None]) -> None:
+    """Unicast and IPv6 failover, the unsolicited NA, ten managed addresses."""
+    failover_target = f"<= {BOUND:.3f}+0.030"
+    if _ran(results, impls, "unicast_failover"):
+        timed("unicast (--peer) failover outage at client (s)", "unicast_failover", "outage_s",
+              failover_target, TARGETS["failover_excess_s"], excess=True)
+        timed("  takeover after last advert (s)", "unicast_failover", "takeover_s", "", None)
+        runs = [r for r in runs_of(results, "pyucarp", "unicast_failover") if "group_frames" in r]
+        group = sum(r["group_frames"] for r in runs)
+        cell = (f"{group} of {sum(r['carp_frames'] for r in runs)} ({len(runs)} runs)"
+                if runs else "failed")
+        met = "" if "pyucarp" not in impls else (
+            "ok" if runs and group <= TARGETS["group_frames"] else "MISSED")
+        rows.append(Row("  CARP frames to 224.0.0.18 on the bridge (of all CARP frames)", "0",
+                        {i: cell if i == "pyucarp" else "" for i in impls}, met))
+    if _ran(results, impls, "ipv6_failover"):
+        timed("IPv6 failover outage at client, ping -6 (s)", "ipv6_failover", "outage_s",
+              failover_target, TARGETS["failover_excess_s"], excess=True)
+        timed("  takeover after last advert (s)", "ipv6_failover", "takeover_s", "", None)
+        timed("  first unsolicited NA after first advert (ms)", "ipv6_failover", "na_delay_ms",
+              f"<= {TARGETS['na_delay_ms']:g}", TARGETS["na_delay_ms"], digits=2, strict=False)
+    if _ran(results, impls, "managed_ten"):
+        timed("10 addresses, --manage-vip: all up after first advert (ms)", "managed_ten",
+              "all_up_ms", f"<= {TARGETS['ten_up_ms']:g}", TARGETS["ten_up_ms"], digits=1,
+              strict=False)
+
+
 def _limit_rate(results: dict[str, Any], variant: str) -> str:
     """The master's advert rate under load at the variant's limit, beside the nominal one."""
     k = limit_k(results, variant)
@@ -1579,6 +1864,8 @@ def plot(results: dict[str, Any], impls: Sequence[str], path: Path) -> bool:
                  ("usr2", "demotion\n(SIGUSR2)", 0.1),
                  ("sub_failover", f"host loss, advbase 0\n(-k {SUB_K} / -k {2 * SUB_K})",
                   SUB_BOUND)]
+    scenarios += [("unicast_failover", "host loss, unicast\n(--peer, pyucarp only)", BOUND),
+                  ("ipv6_failover", "host loss, IPv6\n(ping -6 every 5 ms,\npyucarp only)", BOUND)]
     k = limit_k(results, "pyucarp")
     if k is not None:
         scenarios.append(("limit_failover", f"host loss, advbase 0,\nunder-load limit "
@@ -1727,7 +2014,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"shorter soaks ({QUICK.soak_s:.0f} s, ladder steps "
                              f"{QUICK.step_s:.0f} s) and {QUICK.sample_s:.0f} s CPU samples")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per scenario (1-10)")
+    parser.add_argument("--reps", type=int,
+                        help="repetitions per scenario (1-10; default 3, and for the beyond "
+                             f"group under --quick {BEYOND_QUICK_REPS})")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--only", choices=IMPLS, help="one implementation only")
     parser.add_argument("--replot", action="store_true",
@@ -1736,7 +2025,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.replot:
         saved = json.loads((args.out / "results.json").read_text())
-        impls = [i for i in IMPLS if i in saved["runs"]]
+        # the columns the run printed (a beyond-only run has runs of pyucarp alone)
+        impls = saved.get("impls") or [i for i in IMPLS if i in saved["runs"]]
         durations = Durations(**saved.get("durations", {}))
         rows = build_rows(saved["runs"], impls, durations)
         print(render(rows, impls))
@@ -1745,7 +2035,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
         write_outputs(saved["runs"], impls, args.out, durations)
         return 0
-    if not 1 <= args.reps <= 10:
+    reps = 3 if args.reps is None else args.reps
+    # --quick: the beyond group has no soak to shorten, it runs fewer times
+    beyond_reps = args.reps if args.reps is not None else (
+        BEYOND_QUICK_REPS if args.quick else reps)
+    if not 1 <= reps <= 10:
         parser.error("--reps must be between 1 and 10")
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
@@ -1772,11 +2066,13 @@ def main(argv: list[str] | None = None) -> int:
         runner = Runner(impls, Path(tmp), durations)
         try:
             if "classic" in groups:
-                runner.classic(args.reps)
+                runner.classic(reps)
             if "fleet" in groups:
-                runner.fleet(args.reps)
+                runner.fleet(reps)
             if "subsecond" in groups:
-                runner.subsecond(args.reps, realtime)
+                runner.subsecond(reps, realtime)
+            if "beyond" in groups:
+                runner.beyond(beyond_reps)
         except KeyboardInterrupt:
             log("interrupted: every lab has been torn down")
             return 130
@@ -1785,9 +2081,11 @@ def main(argv: list[str] | None = None) -> int:
     table = render(rows, impls)
     minutes = (time.monotonic() - started) / 60
     print(table)
-    notes = [f"{', '.join(groups)}; {args.reps} repetitions; median [min-max]; "
-             f"{minutes:.1f} min"]
-    if "classic" in groups:
+    counted = (f"{beyond_reps} repetitions" if groups == ["beyond"] else f"{reps} repetitions"
+               + (f" (beyond: {beyond_reps})" if "beyond" in groups and beyond_reps != reps
+                  else ""))
+    notes = [f"{', '.join(groups)}; {counted}; median [min-max]; {minutes:.1f} min"]
+    if "classic" in groups or "beyond" in groups:
         notes.append(f"CARP bound after host loss = 3 x 1 s + 20/256 s = {BOUND:.3f} s")
     if "subsecond" in groups:
         notes.append("* the C ucarp's backup never settles at advbase 0 (see the quiet-segment "
@@ -1795,13 +2093,19 @@ def main(argv: list[str] | None = None) -> int:
                      "the backup is MASTER too")
         if "pyucarp" in impls and not realtime:
             notes.append("pyucarp --realtime: not listed by --help, not measured")
+    if "beyond" in groups:
+        notes.append("beyond: the master's daemon SIGKILLed and its host unplugged at once; "
+                     "addresses up = ip -ts monitor in the new master's namespace, "
+                     "CLOCK_REALTIME like the capture's stamps")
     print("\n" + "\n".join(notes))
     summary = {
         "command": " ".join(["python3", "bench/run.py", *(argv if argv is not None
                                                           else sys.argv[1:])]),
         "environment": environment(),
         "groups": groups,
-        "reps": args.reps,
+        "impls": impls,
+        "reps": reps,
+        "beyond_reps": beyond_reps if "beyond" in groups else None,
         "minutes": round(minutes, 1),
         "durations": {"sample_s": durations.sample_s, "soak_s": durations.soak_s,
                       "step_s": durations.step_s},

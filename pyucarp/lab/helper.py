@@ -10,7 +10,11 @@ a host's wire runs as a short-lived process inside that host's namespace::
 
 ``frames`` on stdin are length-prefixed (:func:`pack_frames`). ``capture`` and ``probe``
 print ``ready`` once their socket is open, then one line per frame or reply; ``flood``
-prints one JSON line with what it did. :mod:`pyucarp.lab.netlab` starts and reads them.
+prints one JSON line with what it did. A captured frame's line carries two times: the
+monotonic clock when the helper read it, and the kernel's receive stamp (``SO_TIMESTAMPNS``,
+CLOCK_REALTIME), which compares with what other tools stamp (``ip -ts monitor``, ``ping -D``)
+and does not wait for the helper to be scheduled.
+:mod:`pyucarp.lab.netlab` starts and reads them.
 
 The file runs by its path with ``-I`` (no environment, no user site, not even its own
 directory on the import path), so it imports nothing but the standard library. The lab
@@ -26,6 +30,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Iterable
@@ -36,7 +41,12 @@ ALLOWED_NETWORKS = (
 )
 """The only networks a lab may use (RFC 5737 documentation ranges, TEST-NET-1 and -2)."""
 
-CAPTURE_KINDS = ("carp", "arp", "icmp", "all")
+ALLOWED_NETWORKS6 = (ipaddress.IPv6Network("2001:db8::/32"),)
+"""The only IPv6 network a lab may use (RFC 3849, the documentation prefix)."""
+
+CAPTURE_KINDS = ("carp", "arp", "icmp", "carp6", "nd", "all")
+"""What a capture keeps: CARP over IPv4 (protocol 112), ARP, ICMP over IPv4, CARP over
+IPv6 (next header 112), IPv6 neighbour solicitations and advertisements, or every frame."""
 MAX_SEND_FRAMES = 10_000
 MAX_FLOOD_FRAMES = 200_000
 MAX_FLOOD_SECONDS = 60.0
@@ -45,6 +55,10 @@ _ETH_P_ALL = 0x0003
 _PACKET_OUTGOING = 4
 _IPPROTO_ICMP = 1
 _IPPROTO_CARP = 112
+_IPPROTO_ICMPV6 = 58
+_ND_TYPES = (135, 136)  # neighbour solicitation, neighbour advertisement
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # also SCM_TIMESTAMPNS, the cmsg type
+_TIMESPEC = struct.Struct("@ll")
 
 
 def check_test_address(addr: str) -> ipaddress.IPv4Interface:
@@ -58,6 +72,19 @@ def check_test_address(addr: str) -> ipaddress.IPv4Interface:
         raise ValueError(f"lab addresses are IPv4 only: {addr!r}")
     if not any(iface.network.subnet_of(net) for net in ALLOWED_NETWORKS):
         raise ValueError(f"lab address {addr!r} is outside 192.0.2.0/24 and 198.51.100.0/24")
+    return iface
+
+
+def check_test_address6(addr: str) -> ipaddress.IPv6Interface:
+    """Parse ``addr`` ("2001:db8::1/64" or "2001:db8::1") and insist it lies in 2001:db8::/32.
+
+    As for IPv4, the whole interface network must lie inside it. Raises ValueError otherwise.
+    """
+    iface = ipaddress.ip_interface(addr)
+    if not isinstance(iface, ipaddress.IPv6Interface):
+        raise ValueError(f"not an IPv6 address: {addr!r}")
+    if not any(iface.network.subnet_of(net) for net in ALLOWED_NETWORKS6):
+        raise ValueError(f"lab address {addr!r} is outside 2001:db8::/32")
     return iface
 
 
@@ -101,14 +128,22 @@ def _wanted(frame: bytes, kinds: tuple[str, ...]) -> bool:
         proto = frame[23]
         return (("carp" in kinds and proto == _IPPROTO_CARP)
                 or ("icmp" in kinds and proto == _IPPROTO_ICMP))
+    if ethertype == 0x86DD and len(frame) >= 54:
+        nxt = frame[20]  # no extension headers: neither CARP nor ND sends any
+        return (("carp6" in kinds and nxt == _IPPROTO_CARP)
+                or ("nd" in kinds and nxt == _IPPROTO_ICMPV6 and len(frame) > 54
+                    and frame[54] in _ND_TYPES))
     return False
 
 
 def capture(iface: str, kinds_arg: str, max_seconds: float, max_count: int) -> None:
-    """Print ``<monotonic time> in|out <hex>`` for each wanted frame seen on ``iface``."""
+    """Print ``<monotonic time> in|out <hex> <CLOCK_REALTIME time>`` for each wanted frame
+    seen on ``iface``: when it was read, and the kernel's receive stamp."""
     kinds = tuple(kinds_arg.split(","))
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     sock.bind((iface, _ETH_P_ALL))
+    cmsg_space = socket.CMSG_SPACE(_TIMESPEC.size)
     print("ready", flush=True)
     deadline = time.monotonic() + max_seconds
     count = 0
@@ -119,13 +154,23 @@ def capture(iface: str, kinds_arg: str, max_seconds: float, max_count: int) -> N
         readable, _, _ = select.select([sock], [], [], min(left, 0.5))
         if not readable:
             continue
-        frame, address = sock.recvfrom(65535)
+        frame, ancillary, _flags, address = sock.recvmsg(65535, cmsg_space)
         now = time.monotonic()
+        wall = _kernel_stamp(ancillary)
         if address[0] != iface or not _wanted(frame, kinds):
             continue
         direction = "out" if address[2] == _PACKET_OUTGOING else "in"
-        print(f"{now:.6f} {direction} {frame.hex()}", flush=True)
+        print(f"{now:.6f} {direction} {frame.hex()} {wall:.6f}", flush=True)
         count += 1
+
+
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The receive time the kernel attached (CLOCK_REALTIME); the time now without one."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return float(sec + nsec / 1e9)
+    return time.time()
 
 
 def _sender(iface: str) -> socket.socket:

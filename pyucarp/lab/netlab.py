@@ -3,7 +3,8 @@
 A :class:`Lab` owns one namespace holding a plain Linux bridge (``br0``, multicast snooping
 off so multicast floods like on a dumb switch) and one namespace per host, each host joined
 to the bridge by a veth pair whose host end is ``eth0``. Nothing is ever created in the root
-namespace, and only the documentation ranges 192.0.2.0/24 and 198.51.100.0/24 may be used.
+namespace, and only the documentation ranges 192.0.2.0/24 and 198.51.100.0/24 (and, on
+hosts given an IPv6 address, 2001:db8::/32) may be used.
 
 Everything a lab starts is killed, and every namespace it made is deleted, when the ``with``
 block ends -- also on exceptions and Ctrl-C. Namespace names carry the creator's pid
@@ -12,11 +13,15 @@ runs without touching labs of other live processes.
 
 Frame capture, frame sending, floods and ICMP probing run inside a host's namespace as
 :mod:`pyucarp.lab.helper` processes; the classes here start them and read what they report.
+iputils ``ping`` (:class:`SystemPing`, either family) and ``ip -ts monitor address``
+(:class:`AddressMonitor`) run there too, read the same way; they stamp with CLOCK_REALTIME,
+which every captured frame also carries (:attr:`CapturedFrame.wall`).
 Standard library only, and never pytest: the tests, the benchmark and the demo share it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import os
@@ -36,11 +41,20 @@ from typing import IO, Any
 
 from pyucarp.closing import Closing
 from pyucarp.lab import helper
-from pyucarp.lab.helper import ALLOWED_NETWORKS, CAPTURE_KINDS, check_test_address
+from pyucarp.lab.helper import (
+    ALLOWED_NETWORKS,
+    ALLOWED_NETWORKS6,
+    CAPTURE_KINDS,
+    check_test_address,
+    check_test_address6,
+)
 from pyucarp.shell.pidfile import pid_alive
 
 __all__ = [
     "ALLOWED_NETWORKS",
+    "ALLOWED_NETWORKS6",
+    "AddressEvent",
+    "AddressMonitor",
     "CapturedFrame",
     "FloodResult",
     "FrameCapture",
@@ -48,7 +62,9 @@ __all__ = [
     "Lab",
     "LabError",
     "PingWatch",
+    "SystemPing",
     "check_test_address",
+    "check_test_address6",
     "cleanup_stale",
     "environment_problem",
     "largest_gap",
@@ -223,14 +239,21 @@ def cleanup_stale(prefix: str = DEFAULT_PREFIX) -> list[str]:
 
 
 class Host:
-    """One machine on the lab segment: namespace ``netns`` with ``eth0`` plugged into the bridge."""
+    """One machine on the lab segment: namespace ``netns`` with ``eth0`` plugged into the bridge.
 
-    def __init__(self, lab: Lab, name: str, netns: str, addr: ipaddress.IPv4Interface) -> None:
+    ``addr6``/``ip6`` are its IPv6 address on eth0 when it was given one (``add_host(...,
+    addr6=...)``), else None.
+    """
+
+    def __init__(self, lab: Lab, name: str, netns: str, addr: ipaddress.IPv4Interface,
+                 addr6: ipaddress.IPv6Interface | None = None) -> None:
         self.lab = lab
         self.name = name
         self.netns = netns
         self.addr = addr
         self.ip = str(addr.ip)
+        self.addr6 = addr6
+        self.ip6 = None if addr6 is None else str(addr6.ip)
         self.ifname = HOST_IF
         self.port = f"v-{name}"  # its veth end in the bridge namespace
 
@@ -328,6 +351,41 @@ class Host:
         _ip("-n", self.netns, "addr", "del", str(iface), "dev", self.ifname,
             check=not missing_ok)
 
+    def enable_ipv6(self) -> None:
+        """Switch IPv6 on in this namespace (a lab made without ``ipv6=True`` has it off)."""
+        for scope in ("all", "default", self.ifname):
+            self.lab._sysctl(self.netns, f"net/ipv6/conf/{scope}/disable_ipv6", "0")
+
+    def add_address6(self, addr: str, dad: bool = False) -> None:
+        """Add IPv6 ``addr`` (default /128, inside 2001:db8::/32) to eth0.
+
+        Without ``dad`` it skips duplicate address detection (``nodad``), the way an admin
+        adds one for a test: usable at once rather than ``tentative`` for a second.
+        """
+        iface = check_test_address6(addr)
+        _ip("-n", self.netns, "-6", "addr", "add", str(iface), "dev", self.ifname,
+            *(() if dad else ("nodad",)))
+
+    def addresses6(self, with_prefix: bool = False) -> list[str]:
+        """IPv6 addresses on eth0 but the link-local ones ("2001:db8::1", or with "/64")."""
+        out = _ip("-n", self.netns, "-j", "-6", "addr", "show", "dev", self.ifname).stdout
+        result = []
+        for link in json.loads(out or "[]"):
+            for info in link.get("addr_info", []):
+                if info.get("family") == "inet6" and info.get("scope") != "link":
+                    local = str(info["local"])
+                    result.append(f"{local}/{info['prefixlen']}" if with_prefix else local)
+        return result
+
+    def has_address6(self, ip: str) -> bool:
+        """Whether eth0 carries IPv6 address ``ip`` (prefix length ignored)."""
+        wanted = ipaddress.ip_interface(ip).ip
+        return any(ipaddress.ip_address(a) == wanted for a in self.addresses6())
+
+    def monitor_addresses(self) -> AddressMonitor:
+        """Start ``ip -ts monitor address`` on eth0 (see :class:`AddressMonitor`)."""
+        return AddressMonitor(self)
+
     # traffic --------------------------------------------------------------
 
     def capture(self, kinds: Iterable[str] = ("carp", "arp"), **kw: Any) -> FrameCapture:
@@ -368,6 +426,11 @@ class Host:
             raise LabError(f"flood failed: {proc.stderr.decode(errors='replace').strip()}")
         result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
         return FloodResult(int(result["sent"]), dict(result["errors"]), float(result["elapsed"]))
+
+    def start_system_ping(self, target: str, interval_s: float = 0.01,
+                          duration_s: float = 5.0) -> SystemPing:
+        """Start iputils ``ping`` (IPv4 or IPv6, after ``target``) in the background."""
+        return SystemPing(self, target, interval_s, duration_s)
 
     def start_ping_watch(
         self, target: str, interval_s: float = 0.01, duration_s: float = 5.0
@@ -505,8 +568,14 @@ class Lab(Closing):
         if proc.returncode != 0:
             raise LabError(f"sysctl {key} in {netns}: {proc.stderr.strip()}")
 
-    def add_host(self, name: str, addr: str, mac: str | None = None) -> Host:
-        """Create host namespace ``<tag>-<name>``: eth0 = ``addr`` (default /24) on the bridge."""
+    def add_host(self, name: str, addr: str, mac: str | None = None,
+                 addr6: str | None = None) -> Host:
+        """Create host namespace ``<tag>-<name>``: eth0 = ``addr`` (default /24) on the bridge.
+
+        With ``addr6`` (inside 2001:db8::/32, default /64) the host also gets that IPv6
+        address, without duplicate address detection, and IPv6 is switched on in its
+        namespace whatever the lab's ``ipv6``.
+        """
         if not self._open:
             raise LabError("add_host outside the lab's with-block")
         if not _NAME_RE.match(name) or name == "br":
@@ -516,15 +585,23 @@ class Lab(Closing):
         iface = check_test_address(addr)
         if iface.network.prefixlen == 32 and "/" not in addr:
             iface = ipaddress.IPv4Interface(f"{iface.ip}/24")
+        iface6 = None
+        if addr6 is not None:
+            iface6 = check_test_address6(addr6 if "/" in addr6 else f"{addr6}/64")
         with self._build_lock:
             if name in self.hosts:
                 raise ValueError(f"host {name!r} already exists")
-            return self._build_host(name, iface, mac)
+            host = self._build_host(name, iface, mac, iface6)
+            if iface6 is not None:
+                host.enable_ipv6()
+                host.add_address6(str(iface6))
+            return host
 
-    def _build_host(self, name: str, iface: ipaddress.IPv4Interface, mac: str | None) -> Host:
+    def _build_host(self, name: str, iface: ipaddress.IPv4Interface, mac: str | None,
+                    iface6: ipaddress.IPv6Interface | None = None) -> Host:
         netns = f"{self.tag}-{name}"
         self._add_netns(netns)
-        host = Host(self, name, netns, iface)
+        host = Host(self, name, netns, iface, iface6)
         # both ends are created directly in their namespaces: nothing touches the root one
         _ip("-n", self.bridge_ns, "link", "add", host.port, "type", "veth",
             "peer", "name", HOST_IF, "netns", netns)
@@ -553,17 +630,28 @@ class Lab(Closing):
         """A :class:`FrameCapture` on ``br0`` in the bridge namespace: sees the whole segment."""
         return FrameCapture(self.bridge_ns, BRIDGE, kinds=kinds, lab=self, **kw)
 
+    def set_bridge_promiscuous(self, on: bool = True) -> None:
+        """Make ``br0`` promiscuous, so that a capture on it also sees the unicast frames
+        the bridge forwards from one host to another (else only floods and its own)."""
+        _ip("-n", self.bridge_ns, "link", "set", BRIDGE, "promisc", "on" if on else "off")
+
 
 # --------------------------------------------------------------------------- helper clients
 
 
 @dataclass(frozen=True)
 class CapturedFrame:
-    """One captured frame: monotonic receive time, raw bytes, and whether it was sent by us."""
+    """One captured frame: monotonic receive time, raw bytes, and whether it was sent by us.
+
+    ``wall`` is the kernel's receive stamp (CLOCK_REALTIME, ``SO_TIMESTAMPNS``), to compare
+    with tools that stamp on that clock (``ip -ts``, ``ping -D``); ``t`` is when the helper
+    read the frame, so ``wall`` is the more exact of the two when the machine is busy.
+    """
 
     t: float
     data: bytes
     outgoing: bool
+    wall: float | None = None
 
 
 @dataclass(frozen=True)
@@ -685,8 +773,9 @@ class FrameCapture(Closing):
             return []
         result = []
         for line in self._reader.snapshot():
-            t, direction, hexdata = line.split()
-            result.append(CapturedFrame(float(t), bytes.fromhex(hexdata), direction == "out"))
+            t, direction, hexdata, *rest = line.split()
+            result.append(CapturedFrame(float(t), bytes.fromhex(hexdata), direction == "out",
+                                        float(rest[0]) if rest else None))
         return result
 
     def frames(self) -> list[tuple[float, bytes]]:
@@ -741,4 +830,137 @@ class PingWatch:
     def stop(self) -> None:
         """End the probing now (idempotent); the replies so far stay available."""
         stop_process(self._proc)
+        self._reader.thread.join(timeout=5)
+
+
+_PING_REPLY_RE = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ([0-9a-fA-F:.]+): icmp_seq=(\d+)")
+
+
+class SystemPing:
+    """iputils ``ping -D`` from a host in the background, its replies collected live.
+
+    Reply times are CLOCK_REALTIME (``-D`` prints ``gettimeofday`` at each reply), the
+    clock of :attr:`CapturedFrame.wall`, not the monotonic one of :class:`PingWatch`.
+    ``ping`` runs under ``stdbuf -oL`` where there is one, so each reply line arrives at once.
+    It is bounded by a count (``duration_s / interval_s`` echoes), not by ``-w``: with a
+    deadline iputils ends at the first error, and an address nobody holds yet (or during a
+    failover) gives errors.
+    """
+
+    def __init__(self, host: Host, target: str, interval_s: float, duration_s: float) -> None:
+        ip = ipaddress.ip_address(target)
+        if ip.version == 6:
+            check_test_address6(target)
+        else:
+            check_test_address(target)
+        if not (0.002 <= interval_s <= 10 and 0 < duration_s <= 600):
+            raise ValueError("a ping needs 2 ms <= interval <= 10 s and 0 < duration <= 600 s")
+        self.target = ip
+        self.duration_s = duration_s
+        stdbuf = shutil.which("stdbuf")
+        count = max(1, round(duration_s / interval_s))
+        argv = [*((stdbuf, "-oL") if stdbuf else ()), "ping", f"-{ip.version}", "-n", "-D",
+                "-i", f"{interval_s:g}", "-c", str(count), target]
+        self._proc: subprocess.Popen[str] = host.popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._reader = _LineReader(self._proc)
+        self.started = time.time()
+
+    def replies(self) -> list[float]:
+        """CLOCK_REALTIME times of the echo replies from the target received so far."""
+        out = []
+        for line in self._reader.snapshot():
+            match = _PING_REPLY_RE.match(line)
+            if match and ipaddress.ip_address(match.group(2)) == self.target:
+                out.append(float(match.group(1)))
+        return out
+
+    def output(self) -> list[str]:
+        """Everything ping printed so far (for error messages)."""
+        return self._reader.snapshot()
+
+    def stop(self) -> list[float]:
+        """End the ping now, as at a terminal (SIGINT), and return the reply times."""
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGINT)
+                self._proc.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        stop_process(self._proc)
+        self._reader.thread.join(timeout=5)
+        return self.replies()
+
+
+@dataclass(frozen=True)
+class AddressEvent:
+    """One address added to or deleted from an interface, as ``ip -ts monitor`` saw it."""
+
+    wall: float  # CLOCK_REALTIME, when ``ip`` read the netlink message
+    added: bool
+    address: str  # without the prefix length
+    prefixlen: int
+
+
+_MONITOR_RE = re.compile(r"^\[([0-9T:.-]+)\] (Deleted )?\d+: \S+\s+inet6? ([0-9a-fA-F:.]+)/(\d+)")
+
+
+class AddressMonitor:
+    """``ip -ts monitor address dev eth0`` in a host's namespace: address changes as the
+    kernel announces them, independent of whoever makes them (and of their logs).
+
+    ``ip`` stamps each message with ``gettimeofday`` (CLOCK_REALTIME) in local time; it
+    flushes every message, so :meth:`events` is live. It gets a moment to subscribe before
+    the constructor returns; start it well before the changes to be seen. Stopped with the
+    lab, or earlier with :meth:`stop`.
+    """
+
+    SUBSCRIBE_S = 0.3  # ``ip`` prints nothing once subscribed: a pause, then it is listening
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._proc: subprocess.Popen[str] = host.popen(
+            ["ip", "-ts", "monitor", "address", "dev", host.ifname],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._reader = _LineReader(self._proc)
+        time.sleep(self.SUBSCRIBE_S)
+        if self._proc.poll() is not None:
+            raise LabError(f"ip monitor in {host.netns} ended: {self._reader.snapshot()}")
+
+    def events(self) -> list[AddressEvent]:
+        """Every address added or deleted so far, oldest first."""
+        out = []
+        for line in self._reader.snapshot():
+            match = _MONITOR_RE.match(line)
+            if match is None:
+                continue  # the "valid_lft ..." continuation lines
+            wall = dt.datetime.fromisoformat(match.group(1)).timestamp()  # local time
+            out.append(AddressEvent(wall, match.group(2) is None,
+                                    str(ipaddress.ip_address(match.group(3))),
+                                    int(match.group(4))))
+        return out
+
+    def all_present_at(self, addresses: Iterable[str], since: float,
+                       initially: Iterable[str] = ()) -> float | None:
+        """The CLOCK_REALTIME time from which every one of ``addresses`` was on the
+        interface, reading the events after ``since`` from the set ``initially`` there;
+        None when they never all were."""
+        wanted = {str(ipaddress.ip_address(a)) for a in addresses}
+        present = {str(ipaddress.ip_address(a)) for a in initially}
+        if wanted <= present:
+            return since
+        for event in self.events():
+            if event.wall < since:
+                continue
+            if event.added:
+                present.add(event.address)
+            else:
+                present.discard(event.address)
+            if wanted <= present:
+                return event.wall
+        return None
+
+    def stop(self) -> None:
+        """End the monitor now (idempotent); the events so far stay available."""
+        stop_process(self._proc, grace=1.0)
         self._reader.thread.join(timeout=5)
