@@ -33,8 +33,30 @@ def ucarp_main(argv: Sequence[str] | None = None) -> int:
     return run_daemon(list(sys.argv[1:] if argv is None else argv))
 
 
+def fill_standard_descriptors() -> None:
+    """Put /dev/null on whichever of descriptors 0, 1 and 2 our starter left closed.
+
+    Started with ``>&-`` (some supervisors and cron-like starters do), the first socket
+    the daemon opens would become descriptor 1 or 2: console lines would be written into
+    it and scripts would inherit it as their output. Python also leaves ``sys.stdout`` as
+    None then, which python-daemon (-B) cannot redirect, so the detached child would die
+    with nobody left to hear why.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # cannot happen while the lower ones are open; be sure anyway
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (process-long)
+
+
 def run_daemon(args: list[str]) -> int:
     """Parse ucarp's options and run one instance until it is told to stop."""
+    fill_standard_descriptors()
     from pyucarp.config import options
     from pyucarp.shell.iface import default_interface
 
@@ -92,6 +114,8 @@ def _start(config: Config, log: UcarpLog) -> int:
 def run_main(args: list[str]) -> int:
     """``pyucarp run``: every interface file's instance in this one process."""
     import argparse
+
+    fill_standard_descriptors()
 
     from pyucarp.config.interface_files import (
         DEFAULT_CONFIG_DIR,

@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import struct
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +32,12 @@ from pyucarp.lab.daemons import (
     DEFAULT_PASSWORD,
     DEFAULT_VIP,
     LOG_LINE_RE,
+    SOURCE_ROOT,
     Daemon,
     describe,
     holders,
+    pyucarp_command,
+    pyucarp_env,
     run_pyucarp,
     start_node,
     wait_converged,
@@ -315,14 +319,23 @@ def _mac(raw: bytes) -> str:
 # ----------------------------------------------------------------------------- -B
 
 
-def test_daemonize_detaches_at_once(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("closed", [False, True], ids=["console", "closed-0-1-2"])
+def test_daemonize_detaches_at_once(lab: Lab, tmp_path: Path, closed: bool) -> None:
+    """-B returns at once and the daemon runs on, also when started with descriptors 0-2
+    closed (``<&- >&- 2>&-``): they are /dev/null in the daemon either way."""
     host = lab.add_host("a", A_IP)
     up, down = write_recording_scripts(tmp_path, tmp_path / "calls.txt")
     pidfile = tmp_path / "ucarp.pid"
     args = ["-i", "eth0", "-s", host.ip, "-v", "7", "-p", DEFAULT_PASSWORD, "-a", DEFAULT_VIP,
             "-r", "1", "-f", "none", "-u", str(up), "-d", str(down), "-B", f"--pidfile={pidfile}"]
     t0 = time.monotonic()
-    done = run_pyucarp(host, args, timeout=10)
+    if closed:
+        done = subprocess.run(
+            ["ip", "netns", "exec", host.netns, "sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh",
+             *pyucarp_command(), *args],
+            capture_output=True, text=True, timeout=10, env=pyucarp_env(), cwd=SOURCE_ROOT)
+    else:
+        done = run_pyucarp(host, args, timeout=10)
     elapsed = time.monotonic() - t0
     assert done.returncode == 0, done.stderr
     assert elapsed < 3.0, f"-B took {elapsed:.2f} s to return"
