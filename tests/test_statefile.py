@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from pyucarp.config.settings import Config
 from pyucarp.shell import statefile
 from pyucarp.shell.statefile import InstanceStatus, MasterRecord, ScriptRecord, StateFile
 
@@ -102,3 +104,31 @@ def test_each_network_namespace_gets_its_own_state_directory(
     assert statefile.default_statedir() == "/run/pyucarp"
     del inodes["/proc/self/ns/net"]  # no /proc at all: the host's directory
     assert statefile.default_statedir() == "/run/pyucarp"
+
+
+def test_since_is_the_wall_time_of_the_change_not_of_each_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's ``now`` lags ``time.time()`` by a varying amount; ``since`` is worked out
+    once per state change, so rewrites (the 5 s heartbeat) do not move it."""
+    from pyucarp.config.options import parse_args
+    from pyucarp.shell import runtime
+    from pyucarp.shell.logs import InstanceLog, UcarpLog
+
+    config = parse_args(["-i", "eth0", "-s", "192.0.2.1", "-v", "7", "-p", "pw",
+                         "-a", "192.0.2.100"], default_interface=lambda: "eth0")
+    assert isinstance(config, Config)
+    rt = runtime.InstanceRuntime(
+        config, InstanceLog(UcarpLog(facility="none", console=False, syslog_enabled=False)),
+        mac=b"\x02\x00\x00\x00\x00\x01", transmit=lambda frame: None,
+        random_bits=lambda bits: 0, statefile=StateFile(str(tmp_path / "eth0-7.json")))
+    machine = rt.core.machine
+    machine.since = 90.0
+    walls = iter([1000.0, 1005.3, 1010.05, 1020.0])
+    monkeypatch.setattr(time, "time", lambda: next(walls))
+    first = rt.snapshot(100.0).since
+    assert first == 990.0
+    assert rt.snapshot(105.0).since == first  # the loop was 0.3 s late this time
+    assert rt.snapshot(110.0).since == first
+    machine.since = 115.0  # a new state change
+    assert rt.snapshot(119.0).since == 1016.0

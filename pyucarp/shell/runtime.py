@@ -125,6 +125,7 @@ class InstanceRuntime:
         self._state_refresh_at = 0.0
         self._vip_restore_after = 0.0
         self._retired = False
+        self._since_cache: tuple[float, float] | None = None  # (monotonic, wall) of the state
 
     # ------------------------------------------------------------------ the loop asks
 
@@ -389,6 +390,14 @@ class InstanceRuntime:
         except OSError as exc:
             self.log.limited("statefile", Level.ERROR, f"State file: {exc}", now)
 
+    def _since_wall(self, since: float, now: float, wall: float) -> float:
+        """The wall-clock time of the state change at monotonic ``since``, worked out once
+        per change: recomputed on every rewrite it moved by however late the loop's ``now``
+        was against ``time.time()`` at that moment."""
+        if self._since_cache is None or self._since_cache[0] != since:
+            self._since_cache = (since, round(wall - (now - since), 3))
+        return self._since_cache[1]
+
     def snapshot(self, now: float) -> InstanceStatus:
         """Everything an admin wants to know about this instance."""
         core = self.core
@@ -408,7 +417,7 @@ class InstanceRuntime:
             advbase=self.config.advbase,
             advskew=m.advskew,
             state=m.state.value,
-            since=round(wall - (now - m.since), 3),
+            since=self._since_wall(m.since, now, wall),
             updated=round(wall, 3),
             transitions=m.transitions,
             master=None if master is None else MasterRecord(
