@@ -164,11 +164,12 @@ def neighbour_advertisement(
 ) -> bytes:
     """The unsolicited Neighbour Advertisement for ``vip`` on becoming MASTER (86 bytes).
 
-    To all nodes (ff02::1) from ``src`` (the interface's link-local address), hop limit
-    255; ICMPv6 type 136 with Override set and Solicited clear, Router set only when asked
-    (OpenBSD sets it on a forwarding host: a router's address announced without it drops
-    out of its neighbours' default router lists), target ``vip``, and the target
-    link-layer address option (type 2) carrying ``mac``, the interface's own MAC.
+    To all nodes (ff02::1) from ``src`` (the instance's -s address: RFC 4861 §4.4 asks for
+    one of the interface's), hop limit 255; ICMPv6 type 136 with Override set and Solicited
+    clear, Router set only when asked (OpenBSD sets it on a forwarding host: a router's
+    address announced without it drops out of its neighbours' default router lists),
+    target ``vip``, and the target link-layer address option (type 2) carrying ``mac``,
+    the interface's own MAC.
     """
     if len(mac) != 6:
         raise ValueError(f"a MAC address has 6 bytes, not {len(mac)}")
