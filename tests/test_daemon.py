@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from daemon_helpers import assert_refused
 from pyucarp.lab.daemons import (
     DEFAULT_PASSWORD,
     DEFAULT_VIP,
@@ -482,19 +483,8 @@ def test_configuration_errors(errhost: Host, tmp_path: Path, case: str, detach: 
     record = tmp_path / "calls.txt"
     up, down = write_recording_scripts(tmp_path, record)
     args = _error_args(errhost, up, down)[case] + ["-f", "none"] + (["-B"] if detach else [])
-    done = run_pyucarp(errhost, args, timeout=10)
-    err_lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode != 0, (done.stdout, done.stderr)
-    if case != "no such interface":
-        assert done.returncode == 1
-    assert len(err_lines) == 1, done.stderr
-    assert LOG_LINE_RE.match(err_lines[0]) and "[ERROR] " in err_lines[0], err_lines
-    assert _ERROR_WORDS[case] in err_lines[0], err_lines
-    assert "Traceback" not in done.stderr
-    assert done.stdout == ""
-    time.sleep(0.1)
-    assert not record.exists() or record.read_text() == "", "a script ran"
-    assert not errhost.pids(), "something is still running"
+    assert_refused(errhost, args, _ERROR_WORDS[case], record=record,
+                   exit_code=None if case == "no such interface" else 1)
 
 
 # ----------------------------------------------------------------------------- memory

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -38,8 +36,8 @@ from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import checksum
 
+from daemon_helpers import assert_refused, interface_addresses
 from pyucarp.lab.daemons import (
-    LOG_LINE_RE,
     VIP_DOWN,
     VIP_UP,
     Daemon,
@@ -49,7 +47,7 @@ from pyucarp.lab.daemons import (
     start_ucarp,
     write_recording_scripts,
 )
-from pyucarp.lab.netlab import BRIDGE, FrameCapture, Host, Lab, wait_until
+from pyucarp.lab.netlab import FrameCapture, Host, Lab, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -77,28 +75,24 @@ RecordProperty = Callable[[str, object], None]
 @pytest.fixture
 def lab6() -> Iterator[Lab]:
     """A fresh lab with IPv6 left on in every namespace."""
-    from conftest import netns_problem
+    from conftest import lab_or_skip
 
-    problem = netns_problem()
-    if problem is not None:
-        pytest.skip(problem)
-    with Lab(ipv6=True) as the_lab:
+    with lab_or_skip(ipv6=True) as the_lab:
         yield the_lab
 
 
-def _host6(lab: Lab, name: str, n: int) -> Host:
-    """Host ``name``: 192.0.2.n/24 (the lab's) and 2001:db8::n/64, IPv6 switched on."""
-    host = lab.add_host(name, f"192.0.2.{n}/24")
-    for scope in ("all", "default", host.ifname):
-        host.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.disable_ipv6=0"])
-    host.run(["ip", "-6", "addr", "add", f"2001:db8::{n}/64", "dev", host.ifname, "nodad"])
-    return host
+def _host_a(lab: Lab) -> Host:
+    """Host a: 192.0.2.1/24 and A6/64."""
+    return lab.add_host("a", "192.0.2.1/24", addr6=f"{A6}/64")
+
+
+def _pair6(lab: Lab) -> tuple[Host, Host]:
+    """Hosts a (192.0.2.1/24, A6/64) and b (192.0.2.2/24, B6/64)."""
+    return _host_a(lab), lab.add_host("b", "192.0.2.2/24", addr6=f"{B6}/64")
 
 
 def _addresses6(host: Host) -> list[dict[str, Any]]:
-    out = host.run(["ip", "-j", "-6", "addr", "show", "dev", host.ifname]).stdout
-    return [info for link in json.loads(out) for info in link.get("addr_info", [])
-            if info.get("family") == "inet6"]
+    return [info for info in interface_addresses(host) if info.get("family") == "inet6"]
 
 
 def _on(host: Host, addresses: Iterable[str]) -> set[str]:
@@ -250,35 +244,6 @@ def _check_na(packet: Any, *, vip: str, host: Host, sources: Iterable[str]) -> N
     assert IPv6(bytes(rebuilt))[ICMPv6ND_NA].cksum == sent, packet.summary()
 
 
-# ----------------------------------------------------------------------------- ping -6
-
-
-_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ([0-9a-f:]+): icmp_seq=\d+")
-
-
-def _start_ping(host: Host, target: str, seconds: int) -> subprocess.Popen[str]:
-    """iputils ping -6 every 10 ms for at most ``seconds`` (-w), reply times printed (-D)."""
-    return host.popen(["ping", "-6", "-n", "-D", "-i", "0.01", "-w", str(seconds), target],
-                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _ping_replies(proc: subprocess.Popen[str], target: str) -> list[float]:
-    """End the ping (SIGINT, as at a terminal) and return its replies' wall-clock times."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=5)
-    times = []
-    for line in out.splitlines():
-        match = _REPLY.match(line)
-        if match and IPv6Address(match.group(2)) == IPv6Address(target):
-            times.append(float(match.group(1)))
-    return times
-
-
 # ----------------------------------------------------------------------------- pairs
 
 
@@ -291,9 +256,10 @@ def test_pair_elects_fails_over_and_announces_with_neighbour_advertisements(
     within 10 ms; a client pinging the address meanwhile loses it for about that long.
     Plugged back, the preferred node takes over again; stopped (-z), it takes its address
     with it and the other takes over at once. Every advert is authentic."""
-    ha, hb, client = _host6(lab6, "a", 1), _host6(lab6, "b", 2), _host6(lab6, "c", 3)
+    ha, hb = _pair6(lab6)
+    client = lab6.add_host("c", "192.0.2.3/24", addr6=f"{C6}/64")
     extra = ["-P", "-z", "--manage-vip=64"]
-    with lab6.capture_bridge(kinds=("all",), max_seconds=90) as cap:
+    with lab6.capture_bridge(kinds=("carp6", "nd"), max_seconds=90) as cap:
         na = _start(ha, tmp_path, A6, "a", extra=extra)
         nb = _start(hb, tmp_path, B6, "b", advskew=B_SKEW, extra=extra)
         nodes = [na, nb]
@@ -302,7 +268,7 @@ def test_pair_elects_fails_over_and_announces_with_neighbour_advertisements(
         assert _single_master(nodes, na, [VIP], 64), describe(nodes)
         assert nb.states() == ["BACKUP"], describe(nodes)
 
-        ping = _start_ping(client, VIP, 20)
+        ping = client.start_system_ping(VIP, interval_s=0.01, duration_s=20)
         time.sleep(1.0)
         # unplug a right after one of its adverts
         seen = len(_adverts(cap))
@@ -314,7 +280,7 @@ def test_pair_elects_fails_over_and_announces_with_neighbour_advertisements(
         assert cap.wait_for(lambda fs: any(n[1][Ether].src == hb.mac()
                                            for n in _neighbour_adverts(cap)), 2)
         time.sleep(1.5)  # the client's replies come back from b
-        replies = _ping_replies(ping, VIP)
+        replies = ping.stop()
 
         ha.plug()
         # the preferred master is heard again, and hears b: one master, a
@@ -375,11 +341,11 @@ def test_link_local_source_and_several_addresses(
     holds (the backup accepts the master's adverts past its timer), the adverts leave from
     the link-local address and are authenticated over both virtual addresses in ascending
     order whatever the order given; each address is announced; -z hands over at once."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha, hb = _pair6(lab6)
     lla, llb = _link_local(ha), _link_local(hb)
     vips = ("2001:db8::201", "2001:db8::200")  # given in descending order
     extra = ["-P", "-z", "--manage-vip"]
-    with lab6.capture_bridge(kinds=("all",), max_seconds=60) as cap:
+    with lab6.capture_bridge(kinds=("carp6", "nd"), max_seconds=60) as cap:
         na = _start(ha, tmp_path, f"{lla}%eth0", "a", vips=vips, extra=extra)
         nb = _start(hb, tmp_path, f"{llb}%eth0", "b", advskew=B_SKEW, vips=vips, extra=extra)
         nodes = [na, nb]
@@ -420,7 +386,7 @@ def test_link_local_source_and_several_addresses(
 
 def test_scripts_receive_the_ipv6_text(lab6: Lab, tmp_path: Path) -> None:
     """The up and down scripts get ``eth0 ADDRESS``, once per address, the text as typed."""
-    host = _host6(lab6, "a", 1)
+    host = _host_a(lab6)
     work = tmp_path / "node"
     work.mkdir()
     noop = work / "noop.sh"
@@ -450,13 +416,13 @@ def _recreate_interface(lab: Lab, host: Host, mac: str) -> None:
                 ["-n", lab.bridge_ns, "link", "set", host.port, "master", "br0", "up"],
                 ["-n", host.netns, "addr", "add", str(host.addr), "dev", "eth0"]):
         subprocess.run(["ip", *cmd], check=True, timeout=10)
-    host.run(["sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=0"])
-    host.run(["ip", "-6", "addr", "add", f"{A6}/64", "dev", "eth0", "nodad"])
+    host.enable_ipv6()
+    host.add_address6(str(host.addr6))
     host.run(["ip", "link", "set", "eth0", "up"])
 
 
 def _real_mac_node(lab: Lab, tmp_path: Path, cap: FrameCapture) -> tuple[Host, Daemon]:
-    host = _host6(lab, "a", 1)
+    host = _host_a(lab)
     node = _start(host, tmp_path, A6, "a", extra=["--real-mac", "--manage-vip"])
     assert node.wait_state("MASTER", 6), describe([node])
     assert cap.wait_for(lambda fs: len(_adverts(cap)) >= 2, 3), describe([node])
@@ -466,7 +432,7 @@ def _real_mac_node(lab: Lab, tmp_path: Path, cap: FrameCapture) -> tuple[Host, D
 def test_real_mac_sends_the_adverts_from_the_interface(lab6: Lab, tmp_path: Path) -> None:
     """``--real-mac`` over IPv6: the adverts leave from the interface's MAC, not from
     00:00:5e:00:01:<vhid>; the Neighbour Advertisements carry it as always."""
-    with lab6.capture_bridge(kinds=("all",), max_seconds=30) as cap:
+    with lab6.capture_bridge(kinds=("carp6", "nd"), max_seconds=30) as cap:
         host, node = _real_mac_node(lab6, tmp_path, cap)
     assert {ad.eth_src for ad in _adverts(cap)} == {host.mac()}, _adverts(cap)
     nas = [p for _, p in _neighbour_adverts(cap) if p[ICMPv6ND_NA].S == 0]
@@ -480,7 +446,7 @@ def test_real_mac_follows_an_interface_made_again(lab6: Lab, tmp_path: Path) -> 
     """The interface deleted and made again with another MAC: the adverts follow it, as
     the Neighbour Advertisements do (and as IPv4 adverts do)."""
     new_mac = "02:00:00:00:aa:01"
-    with lab6.capture_bridge(kinds=("all",), max_seconds=30) as cap:
+    with lab6.capture_bridge(kinds=("carp6", "nd"), max_seconds=30) as cap:
         host, node = _real_mac_node(lab6, tmp_path, cap)
         old_mac = host.mac()
         _recreate_interface(lab6, host, new_mac)
@@ -499,7 +465,7 @@ def test_c_ucarp_on_the_same_vhid_over_ipv4_is_no_peer(lab6: Lab, tmp_path: Path
     """A C ucarp with the same vhid and password over IPv4, on the backup's host: the IPv6
     pair keeps its one master, and the C node, alone in its family, takes its own address
     without a word about the IPv6 adverts."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha, hb = _pair6(lab6)
     na = _start(ha, tmp_path, A6, "a", extra=["--manage-vip"])
     nb = _start(hb, tmp_path, B6, "b", advskew=B_SKEW, extra=["--manage-vip"])
     cnode = start_ucarp(hb, tmp_path, ["-i", "eth0", "-s", hb.ip, "-v", str(VHID), "-p", PASSWORD,
@@ -521,7 +487,7 @@ def test_shipped_scripts_move_an_ipv6_address(lab6: Lab) -> None:
     (/128, as a missing netmask means /32 over IPv4), and goes again."""
     if not (os.access(VIP_UP, os.X_OK) and os.access(VIP_DOWN, os.X_OK)):
         pytest.skip("the shipped scripts are not in this tree")
-    host = _host6(lab6, "a", 1)
+    host = _host_a(lab6)
     assert host.run([str(VIP_UP), "eth0", VIP], check=False).returncode == 0
     entries = [info for info in _addresses6(host) if IPv6Address(info["local"]) == IPv6Address(VIP)]
     assert [(e["prefixlen"], bool(e.get("tentative"))) for e in entries] == [(128, False)], entries
@@ -535,7 +501,7 @@ def test_manage_vip_removes_the_leftover_of_a_killed_master_at_start(
     """kill -9 leaves the address on the master's host, then on both once the backup has
     taken over. Started again, the node removes it before anything else and stays BACKUP
     without it (it does not preempt), while the other keeps it."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha, hb = _pair6(lab6)
     extra = ["--manage-vip=64"]
     na = _start(ha, tmp_path, A6, "a", extra=extra)
     assert na.wait_state("MASTER", 6), describe([na])
@@ -561,7 +527,7 @@ def test_manage_vip_removes_the_leftover_of_a_killed_master_at_start(
 def test_address_removed_while_master_is_put_back(lab6: Lab, tmp_path: Path) -> None:
     """As over IPv4: the address taken off the master's interface behind its back (an
     admin, a network script) is put back at once, with a WARNING."""
-    host = _host6(lab6, "a", 1)
+    host = _host_a(lab6)
     node = _start(host, tmp_path, A6, "a", extra=["--manage-vip=64"])
     assert node.wait_state("MASTER", 6), describe([node])
     assert wait_until(lambda: _on(host, [VIP]) == {f"{VIP}/64"}, 2), _addresses6(host)
@@ -576,7 +542,7 @@ def test_second_address_removed_while_master_reruns_the_upscript(
     """Without --manage-vip: the upscript runs again, once per address as always, and the
     WARNING names the address that went. An address the upscript adds with duplicate
     address detection is tentative a moment; the monitor does not take that for gone."""
-    host = _host6(lab6, "a", 1)
+    host = _host_a(lab6)
     work = tmp_path / "node"
     work.mkdir()
     inner_up = work / "real-up.sh"
@@ -609,7 +575,7 @@ def test_address_that_fails_duplicate_address_detection_is_a_warning(
     """An upscript that adds the address with duplicate address detection while another
     host still has it (a cut-off old master): the kernel keeps it unusable (dadfailed), and
     the new master says so once, instead of taking it for usable or gone."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha, hb = _pair6(lab6)
     ha.run(["sysctl", "-q", "-w", "net.ipv6.conf.eth0.accept_dad=1"])
     hb.run(["ip", "-6", "addr", "add", f"{VIP}/64", "dev", "eth0", "nodad"])
     work = tmp_path / "node"
@@ -631,12 +597,6 @@ def test_address_that_fails_duplicate_address_detection_is_a_warning(
 
 
 # ----------------------------------------------------------------------------- --peer
-
-
-def _promiscuous_bridge(lab: Lab) -> None:
-    """Let a capture on br0 see unicast frames forwarded between two ports too."""
-    subprocess.run(["ip", "-n", lab.bridge_ns, "link", "set", BRIDGE, "promisc", "on"],
-                   check=True, capture_output=True, timeout=10)
 
 
 def _icmp6_errors(cap: FrameCapture, before: float) -> list[str]:
@@ -665,8 +625,8 @@ def test_unicast_pair_elects_fails_over_and_never_touches_the_group(
     ff02::12 and no MLD report for it; adverts only between the two unicast addresses,
     hop limit 255, authentic, from the sender's own MAC to the receiver's; and while both
     run, no ICMPv6 error for them."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
-    _promiscuous_bridge(lab6)
+    ha, hb = _pair6(lab6)
+    lab6.set_bridge_promiscuous()
     if scope == "global":
         src = {ha.name: A6, hb.name: B6}
         args = {ha.name: (A6, B6), hb.name: (B6, A6)}
@@ -724,8 +684,8 @@ def test_unicast_master_follows_an_interface_made_again(lab6: Lab, tmp_path: Pat
     bound to the old interface, is opened again on the new one, so it is the one master
     again, the backup hears it past its timer, and its host answers no advert with an
     ICMPv6 error."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
-    _promiscuous_bridge(lab6)
+    ha, hb = _pair6(lab6)
+    lab6.set_bridge_promiscuous()
     extra = ["-P", "--manage-vip=64"]
     na = _start(ha, tmp_path, A6, "a", extra=[*extra, f"--peer={B6}"])
     nb = _start(hb, tmp_path, B6, "b", advskew=B_SKEW, extra=[*extra, f"--peer={A6}"])
@@ -794,7 +754,7 @@ def test_run_with_an_ipv4_and_an_ipv6_instance(lab6: Lab, tmp_path: Path) -> Non
     """One ``pyucarp run`` per host with two interface files, vhid 1 over IPv4 and vhid 2
     over IPv6 on the same interface: both elect the preferred host, and the IPv6
     instance's scripts get the IPv6 text."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha, hb = _pair6(lab6)
     six = {ha.name: A6, hb.name: B6}
     runs = _start_runs([ha, hb], tmp_path, lambda h: {
         1: ("192.0.2.101", h.ip), 2: (VIP, six[h.name])})
@@ -815,7 +775,7 @@ def test_run_with_an_ipv4_and_an_ipv6_instance(lab6: Lab, tmp_path: Path) -> Non
 def test_run_with_two_ipv6_instances_on_one_interface(lab6: Lab, tmp_path: Path) -> None:
     """Two IPv6 vhids and one IPv4 vhid in one ``pyucarp run`` per host: every vhid elects
     one master, the preferred host, and stays so past the backup's timer."""
-    ha, hb = _host6(lab6, "a", 1), _host6(lab6, "b", 2)
+    ha, hb = _pair6(lab6)
     six = {ha.name: A6, hb.name: B6}
     vip3 = "2001:db8::103"
     runs = _start_runs([ha, hb], tmp_path, lambda h: {
@@ -838,13 +798,10 @@ def test_run_with_two_ipv6_instances_on_one_interface(lab6: Lab, tmp_path: Path)
 @pytest.fixture(scope="module")
 def errhost() -> Iterator[Host]:
     """One IPv6 lab host for all the configuration-error runs (nothing stays running)."""
-    from conftest import netns_problem
+    from conftest import lab_or_skip
 
-    problem = netns_problem()
-    if problem is not None:
-        pytest.skip(problem)
-    with Lab(ipv6=True) as the_lab:
-        yield _host6(the_lab, "a", 1)
+    with lab_or_skip(ipv6=True) as the_lab:
+        yield _host_a(the_lab)
 
 
 BAD_INPUT = {
@@ -896,15 +853,4 @@ def test_bad_input_is_one_line_and_exit_1(errhost: Host, tmp_path: Path, case: s
     up, down = write_recording_scripts(tmp_path, record)
     args = ["-i", "eth0", "-v", str(VHID), "-p", PASSWORD, "-u", str(up), "-d", str(down),
             "-f", "none", *options]
-    before = _addresses6(errhost)
-    done = run_pyucarp(errhost, args, timeout=5, statedir=tmp_path / "state")
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 1, (done.stdout, done.stderr)
-    assert len(lines) == 1, done.stderr
-    assert LOG_LINE_RE.match(lines[0]) and "[ERROR] " in lines[0], lines
-    assert words in lines[0], lines
-    assert done.stdout == ""
-    assert not record.exists() or record.read_text() == "", "a script ran"
-    assert not errhost.pids(), "something is still running"
-    assert _addresses6(errhost) == before
-    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())
+    assert_refused(errhost, args, words, record=record, statedir=tmp_path / "state", timeout=5)

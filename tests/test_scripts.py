@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from pyucarp.lab.netlab import wait_until
+from pyucarp.shell.checks import CheckResult, CheckRunner
 from pyucarp.shell.logs import Level, UcarpLog
 from pyucarp.shell.pidfile import pid_alive
-from pyucarp.shell.scripts import ScriptResult, ScriptRunner
+from pyucarp.shell.scripts import ScriptResult, ScriptRunner, child_env
 
 UCARP = "/usr/sbin/ucarp"
 VIP = "192.0.2.100"
@@ -101,6 +102,52 @@ def test_environment_inherited_stdin_devnull(
     assert not res.timed_out
     assert out.read_text().strip() == "hello"
     assert Path(f"{out}.stdin").read_text() == ""
+
+
+def run_check(checks: CheckRunner, limit: float = 5.0) -> CheckResult:
+    """Start the (one) due check and wait for its result; no more runs after it."""
+    end = time.monotonic() + limit
+    try:
+        while True:
+            results = checks.handle(time.monotonic())
+            if results:
+                return results[0]
+            assert time.monotonic() < end, "the check did not finish in time"
+            time.sleep(0.01)
+    finally:
+        checks.stop()
+
+
+SHOW_VARS = 'echo "$PYUCARP_TEST_VAR $PYUCARP_TEST_KEPT $PYUCARP_TEST_NEW"'
+
+
+@pytest.mark.parametrize("extra", [None, {"PYUCARP_TEST_VAR": "instance",
+                                          "PYUCARP_TEST_NEW": "new"}],
+                         ids=["daemon-only", "with-extras"])
+def test_scripts_and_checks_get_one_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, str] | None
+) -> None:
+    """An instance's extra variables (``pyucarp run``'s, per interface file) reach its
+    scripts and its checks alike, on top of the daemon's environment, and win over it."""
+    monkeypatch.setenv("PYUCARP_TEST_VAR", "daemon")
+    monkeypatch.setenv("PYUCARP_TEST_KEPT", "kept")
+    monkeypatch.delenv("PYUCARP_TEST_NEW", raising=False)
+    out = tmp_path / "env"
+    script = make_script(tmp_path / "s", f"{SHOW_VARS} > {out}\n")
+    runner = ScriptRunner(Recorder(), timeout=2.0, env=extra)
+    checks = CheckRunner([SHOW_VARS], interval=60.0, timeout=2.0, env=extra)
+    runner.submit("up", [script, "eth0", VIP], time.monotonic())
+    [res] = run_loop(runner)
+    check = run_check(checks)
+    expected = "instance kept new" if extra else "daemon kept "
+    assert res.ok and out.read_text().rstrip("\n") == expected
+    assert check.ok and check.output == expected.strip()
+
+
+def test_child_env_adds_the_extras_to_the_daemons() -> None:
+    assert child_env() is os.environ and child_env({}) is os.environ
+    env = child_env({"PYUCARP_TEST_NEW": "new"})
+    assert env == {**os.environ, "PYUCARP_TEST_NEW": "new"} and env is not os.environ
 
 
 def test_order_preserved_one_at_a_time(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import signal
 from collections.abc import Mapping, Sequence
 
 from pyucarp.records import NamedTuple  # lean: no dataclasses/typing, ~3 MiB
+from pyucarp.shell.scripts import child_env
 
 SHELL = "/bin/sh"
 OUTPUT_TAIL = 4096  # bytes of a check's output kept while it runs
@@ -53,12 +54,17 @@ class CheckRunner:
 
     def __init__(self, commands: Sequence[str], *, interval: float, timeout: float,
                  env: Mapping[str, str] | None = None) -> None:
+        """Run ``commands`` every ``interval`` s, each killed ``timeout`` s after it started.
+
+        ``env``: variables added to the daemon's environment for the checks, as for the
+        scripts (:func:`~pyucarp.shell.scripts.child_env`).
+        """
         if interval <= 0 or timeout <= 0:
             raise ValueError("interval and timeout must be positive")
         self.commands = tuple(commands)
         self.interval = interval
         self.timeout = timeout
-        self._env = env
+        self._env = child_env(env)
         self._next: list[float | None] = [None] * len(self.commands)  # None: start at once
         self._runs: list[_Run | None] = [None] * len(self.commands)
         self._killed: list[int] = []  # timed-out runs not reaped yet
@@ -123,7 +129,7 @@ class CheckRunner:
         try:
             pid = os.posix_spawn(
                 SHELL, [SHELL, "-c", self.commands[i]],
-                os.environ if self._env is None else self._env,
+                self._env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, writer, 1),

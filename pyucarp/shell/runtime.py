@@ -112,12 +112,11 @@ class InstanceRuntime:
             config.manage_vip)
         # One RunScript of the core is one run per address, in order: (kind, left, all ok).
         self._script_groups: collections.deque[list[Any]] = collections.deque()
-        env = {**os.environ, **script_env} if script_env else None
         self.runner = ScriptRunner(log, timeout=config.script_timeout, env=script_env)
         # Notifications queue apart from the up/down scripts: one never waits for the other.
         self.notifier = ScriptRunner(log, timeout=config.script_timeout, env=script_env)
         self.checks = CheckRunner(config.track_scripts, interval=config.track_interval,
-                                  timeout=config.check_timeout, env=env) \
+                                  timeout=config.check_timeout, env=script_env) \
             if config.track_scripts else None
         self.last_check: CheckResult | None = None
         self.statefile = statefile or StateFile.for_config(config)

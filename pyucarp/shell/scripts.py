@@ -86,6 +86,15 @@ class _Running:
         self.killed = False
 
 
+def child_env(extra: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """The environment a script or check runs with: the daemon's, plus ``extra`` (which wins).
+
+    Without extras it is ``os.environ`` itself, so a child gets the daemon's environment as
+    it is when the child starts; with extras, a copy taken now.
+    """
+    return {**os.environ, **extra} if extra else os.environ
+
+
 def describe(argv: Sequence[str]) -> str:
     """The argv the way ucarp prints it: space-separated (``"%s %s %s%s%s"``)."""
     return " ".join(argv)
@@ -116,7 +125,7 @@ class ScriptRunner:
         # scripts back to back never share a descriptor number.
         self._stale_fds: list[int] = []
         self._last_now = 0.0
-        self._env = {**os.environ, **env} if env else None
+        self._env = child_env(env)
 
     # -- what the loop asks --------------------------------------------------------
 
@@ -252,7 +261,7 @@ class ScriptRunner:
                 pid = os.posix_spawn(
                     path,
                     job.argv,
-                    os.environ if self._env is None else self._env,
+                    self._env,
                     file_actions=_child_files(),
                     # Its own session and process group, so a timeout reaches its
                     # children too.
