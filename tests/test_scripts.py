@@ -417,23 +417,28 @@ def test_spawning_line_matches_c_ucarp(tmp_path: Path) -> None:
         )
         assert proc.stderr is not None
         theirs = None
+        seen = b""
+        fd = proc.stderr.fileno()
         end = time.monotonic() + 3.0
-        while time.monotonic() < end:
-            ready, _, _ = select.select([proc.stderr], [], [], max(0.0, end - time.monotonic()))
+        # Raw reads: both lines often come in one chunk, and a text reader's buffer would
+        # hold the second where select() cannot see it.
+        while theirs is None and time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
             if not ready:
                 break
-            line = proc.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 break
-            if "Spawning" in line:
-                theirs = line.rstrip("\n").split(": ", 1)[1]
-                break
+            seen += chunk
+            for line in seen.decode(errors="replace").splitlines():
+                if "Spawning" in line:
+                    theirs = line.split(": ", 1)[1]
     finally:
         if proc is not None:
             proc.kill()
             proc.wait(timeout=5)
         subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert theirs is not None, "ucarp never spawned its downscript"
+    assert theirs is not None, f"ucarp never spawned its downscript: {seen!r}"
     log = Recorder()
     runner = ScriptRunner(log)
     runner.submit("down", [down, "eth0", VIP, "x p"], time.monotonic())
