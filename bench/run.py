@@ -1862,18 +1862,18 @@ def plot(results: dict[str, Any], impls: Sequence[str], path: Path) -> bool:
     scenarios = [("failover", "host loss\n(unplugged master)", BOUND),
                  ("graceful", "graceful stop\n(SIGTERM, -z)", 0.1),
                  ("usr2", "demotion\n(SIGUSR2)", 0.1),
-                 ("sub_failover", f"host loss, advbase 0\n(-k {SUB_K} / -k {2 * SUB_K})",
+                 ("sub_failover", f"host loss,\nadvbase 0\n(-k {SUB_K} / {2 * SUB_K})",
                   SUB_BOUND)]
-    scenarios += [("unicast_failover", "host loss, unicast\n(--peer, pyucarp only)", BOUND),
-                  ("ipv6_failover", "host loss, IPv6\n(ping -6 every 5 ms,\npyucarp only)", BOUND)]
+    scenarios += [("unicast_failover", "host loss,\nunicast --peer\n(pyucarp only)", BOUND),
+                  ("ipv6_failover", "host loss,\nIPv6, ping -6\n(pyucarp only)", BOUND)]
     k = limit_k(results, "pyucarp")
     if k is not None:
-        scenarios.append(("limit_failover", f"host loss, advbase 0,\nunder-load limit "
-                          f"(-k {k} / -k {2 * k})", 3 * 2 * k / 256))
+        scenarios.append(("limit_failover", f"advbase 0,\nlimit under load\n"
+                          f"(-k {k} / {2 * k})", 3 * 2 * k / 256))
     scenarios = [s for s in scenarios if any(values(results, i, s[0], "outage_s") for i in impls)]
     if not scenarios:
         return False
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 5.8), dpi=110)
     width = 0.36
     for k, impl in enumerate(impls):
         for j, (name, _label, _line) in enumerate(scenarios):

@@ -503,15 +503,6 @@ def test_seed_script_runs_pyucarp_beside_a_c_ucarp(lab: Lab, tmp_path: Path) -> 
 # --------------------------------------------------------------------------- address lists
 
 
-def _host6(lab: Lab, name: str, n: int) -> Host:
-    """Host ``name``: 192.0.2.n/24 and 2001:db8::n/64 (IPv6 switched on)."""
-    host = lab.add_host(name, f"192.0.2.{n}/24")
-    for scope in ("all", "default", host.ifname):
-        host.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.disable_ipv6=0"])
-    host.run(["ip", "-6", "addr", "add", f"2001:db8::{n}/64", "dev", host.ifname, "nodad"])
-    return host
-
-
 def carried(host: Host, addresses: list[str]) -> dict[str, str]:
     """Which of ``addresses`` ``host``'s eth0 carries: address -> "prefixlen [label]" (IPv4)
     or "prefixlen [tentative]" (IPv6)."""
@@ -540,8 +531,8 @@ def test_address_lists_move_together_and_are_cleaned_up(tmp_path: Path) -> None:
     from conftest import lab_or_skip
 
     with lab_or_skip(ipv6=True) as lab:
-        a = Node(_host6(lab, "a", 1), tmp_path / "a")
-        b = Node(_host6(lab, "b", 2), tmp_path / "b")
+        a = Node(lab.add_host("a", "192.0.2.1/24", addr6="2001:db8::1/64"), tmp_path / "a")
+        b = Node(lab.add_host("b", "192.0.2.2/24", addr6="2001:db8::2/64"), tmp_path / "b")
         everything = V4_LIST + V6_LIST
         for node, n, skew in ((a, 1, 0), (b, 2, 50)):
             options = f'"-z -P -k {skew}"'

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,8 +122,15 @@ def test_teardown_kills_processes_and_removes_namespaces(exc_type: type[BaseExce
             h1.run(["sh", "-c", "setsid sleep 60 >/dev/null 2>&1 < /dev/null &"])
             assert netlab.wait_until(lambda: len(netlab.netns_pids(h1.netns)) >= 2, 2.0)
             pids.extend(netlab.netns_pids(h1.netns))
+            # what a daemon without --statedir writes to (/run/pyucarp/netns-<inode>)
+            statedir = Path(h1.run([sys.executable, "-c", "import os; from pyucarp.shell."
+                                    "statefile import default_statedir as d; "
+                                    "os.makedirs(d(), exist_ok=True); print(d())"]
+                                   ).stdout.strip())
+            assert statedir.name.startswith("netns-") and statedir.is_dir()
             raise exc_type("boom")
     assert len(names) == 2 and all(n.startswith(lab.tag) for n in names)
+    assert not statedir.exists(), "a later namespace with the same inode would find it"
     assert not any((netlab.NETNS_DIR / n).exists() for n in names)
     assert netlab.wait_until(lambda: not any(netlab.pid_alive(p) for p in pids), 2.0)
     assert lab.namespaces() == []

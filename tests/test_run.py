@@ -292,15 +292,6 @@ def test_check_and_run_refuse_nothing_half_started(tmp_path: Path, lab: Lab) -> 
     assert run.wait_exit(10) == 0
 
 
-def _host6(lab: Lab, name: str, n: int) -> Host:
-    """Host ``name``: 192.0.2.n/24 and 2001:db8::n/64 (IPv6 switched on)."""
-    host = lab.add_host(name, f"192.0.2.{n}/24")
-    for scope in ("all", "default", host.ifname):
-        host.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.disable_ipv6=0"])
-    host.run(["ip", "-6", "addr", "add", f"2001:db8::{n}/64", "dev", host.ifname, "nodad"])
-    return host
-
-
 def carried(host: Host, addresses: list[str]) -> dict[str, int]:
     """Which of ``addresses`` ``host``'s eth0 carries, usable (not tentative): address ->
     prefix length."""
@@ -321,7 +312,8 @@ def test_address_lists_in_files_move_together(tmp_path: Path) -> None:
     v6 = ["2001:db8::101", "2001:db8::102"]
     everything = v4 + v6
     with lab_or_skip(ipv6=True) as lab:
-        hosts = [_host6(lab, "a", 1), _host6(lab, "b", 2)]
+        hosts = [lab.add_host(name, f"192.0.2.{n}/24", addr6=f"2001:db8::{n}/64")
+                 for n, name in ((1, "a"), (2, "b"))]
         runs = []
         for n, (host, skew) in enumerate(zip(hosts, (0, 50), strict=True), 1):
             work = tmp_path / host.name

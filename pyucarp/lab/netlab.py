@@ -49,6 +49,7 @@ from pyucarp.lab.helper import (
     check_test_address6,
 )
 from pyucarp.shell.pidfile import pid_alive
+from pyucarp.shell.statefile import DEFAULT_STATEDIR
 
 __all__ = [
     "ALLOWED_NETWORKS",
@@ -213,6 +214,17 @@ def stop_process(proc: subprocess.Popen[Any], grace: float | None = 1.0) -> None
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def _drop_default_statedir(netns: str) -> None:
+    """Remove the state directory that daemons in ``netns`` used without ``--statedir``
+    (``statefile.default_statedir``: /run/pyucarp/netns-<inode>). The kernel hands the
+    inode to later namespaces, which would find this lab's state and maintenance files."""
+    try:
+        inode = (NETNS_DIR / netns).stat().st_ino
+    except OSError:
+        return
+    shutil.rmtree(os.path.join(DEFAULT_STATEDIR, f"netns-{inode}"), ignore_errors=True)
 
 
 def cleanup_stale(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -539,6 +551,7 @@ class Lab(Closing):
             stop_process(proc, grace=1.0)
         # hosts first: deleting them removes the veth pairs from the bridge namespace
         for netns in reversed(self._namespaces):
+            _drop_default_statedir(netns)
             _delete_netns(netns)
         leftovers = [ns for ns in self._namespaces if (NETNS_DIR / ns).exists()]
         self._namespaces = leftovers
