@@ -1112,6 +1112,19 @@ def scenario_soak(workdir: Path, variants: Sequence[str], k: int,
 # ------------------------------------------------------------------------------ beyond
 
 
+def crash_alpha(seg: Segment) -> tuple[Ad, float, float, float]:
+    """Right after one of alpha's adverts, :func:`host_loss` on alpha; then wait for beta
+    to serve the client: (that advert, the cut's monotonic and wall time, service back)."""
+    ad = wait_new_advert(seg.cap, ALPHA_IP)
+    if ad is None:
+        raise RuntimeError("no advert from alpha")
+    cut, cut_wall = host_loss(seg.daemons["alpha"], seg.alpha)
+    end = wait_recovered(seg, BETA_IP, cut, BOUND + 6)
+    if end is None:
+        raise RuntimeError("beta did not take over")
+    return ad, cut, cut_wall, end
+
+
 def host_loss(daemon: Daemon, host: Host) -> tuple[float, float]:
     """A crashed master: its daemon SIGKILLed and, at once, its host off the segment;
     (monotonic, CLOCK_REALTIME) time of the cut.
@@ -1147,13 +1160,7 @@ def scenario_unicast(workdir: Path) -> dict[str, Any]:
                                         f"--statedir={workdir / key / 'state'}"])
         if not seg.settled(ALPHA_IP, BETA_IP):
             raise RuntimeError("alpha never became the only MASTER")
-        ad = wait_new_advert(seg.cap, ALPHA_IP)
-        if ad is None:
-            raise RuntimeError("no advert from alpha")
-        cut, _ = host_loss(seg.daemons["alpha"], seg.alpha)
-        end = wait_recovered(seg, BETA_IP, cut, BOUND + 6)
-        if end is None:
-            raise RuntimeError("beta did not take over")
+        ad, cut, _, end = crash_alpha(seg)
         beta_first = of(adverts(seg.cap), BETA_IP, cut)[0]
         outage = largest_gap(seg.replies(), cut - 0.3, end)
         carp = [r.data for r in seg.cap.records()
@@ -1251,13 +1258,7 @@ def scenario_managed_ten(workdir: Path) -> dict[str, Any]:
         if not seg.settled(ALPHA_IP, BETA_IP):
             raise RuntimeError("alpha never became the only MASTER")
         before = [a for a in seg.beta.addresses() if a in TEN_VIPS]  # none, on a BACKUP
-        ad = wait_new_advert(seg.cap, ALPHA_IP)
-        if ad is None:
-            raise RuntimeError("no advert from alpha")
-        cut, cut_wall = host_loss(seg.daemons["alpha"], seg.alpha)
-        end = wait_recovered(seg, BETA_IP, cut, BOUND + 6)
-        if end is None:
-            raise RuntimeError("beta did not take over")
+        ad, cut, cut_wall, end = crash_alpha(seg)
         wait_until(lambda: monitor.all_present_at(TEN_VIPS, cut_wall, before) is not None, 2.0)
         up_at = monitor.all_present_at(TEN_VIPS, cut_wall, before)
         first = of(adverts(seg.cap), BETA_IP, cut)[0]
