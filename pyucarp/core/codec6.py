@@ -349,10 +349,7 @@ class AdvertCodec6:
         else:
             raise ValueError("a unicast peer needs its 6-byte MAC address (peer_mac)")
         eth = dst_mac + eth_src + struct.pack("!H", ETHERTYPE_IPV6)
-        ip = _IPV6_HEADER.pack(
-            self._ip_word, CARP_HEADER_LEN, IPPROTO_CARP, HOP_LIMIT, srcip.packed, dst.packed,
-        )
-        self._head = eth + ip
+        self._head = eth + self._ip_header(dst)
 
     def set_source_mac(self, mac: bytes) -> None:
         """The Ethernet source of our adverts from now on (the interface came back)."""
@@ -376,10 +373,13 @@ class AdvertCodec6:
     def encode_ip(self, *, advbase: int, advskew: int, counter: int, dst: IPv6Address) -> bytes:
         """The advert's 76-byte IPv6 packet to ``dst`` (a unicast peer): the header of
         :meth:`encode`'s frame with that destination, then the 36 CARP bytes."""
-        ip = _IPV6_HEADER.pack(
-            self._ip_word, CARP_HEADER_LEN, IPPROTO_CARP, HOP_LIMIT, self._src_bytes, dst.packed
-        )
-        return ip + carp_header(self.vhid, advbase, advskew, counter, self.digest(counter))
+        return self._ip_header(dst) + carp_header(self.vhid, advbase, advskew, counter,
+                                                  self.digest(counter))
+
+    def _ip_header(self, dst: IPv6Address) -> bytes:
+        """Our adverts' IPv6 header to ``dst`` (ff02::12 or a peer): hop limit 255, from -s."""
+        return _IPV6_HEADER.pack(self._ip_word, CARP_HEADER_LEN, IPPROTO_CARP, HOP_LIMIT,
+                                 self._src_bytes, dst.packed)
 
     def decode(self, frame: bytes) -> Advert6 | Dropped:
         """Judge a received frame in the BSD kernels' order (docs/compat.md §10).

@@ -75,6 +75,9 @@ CARP_FILTER: bytes = b"".join(
 accept IPv4 frames whose IP protocol is 112, drop everything else."""
 
 
+_DROP_ALL = _insn(_BPF_RET_K, 0, 0, 0)  # return 0: the frame is not delivered
+
+
 def _carp_program(
     ethertype: int, proto_at: int, load_vhid: tuple[bytes, ...], vhids: list[int]
 ) -> bytes:
@@ -96,18 +99,17 @@ def _carp_program(
         for i, vhid in enumerate(vhids)
     ]
     vhid_part = (*load_vhid, *compares) if vhids else ()
-    drop = _insn(_BPF_RET_K, 0, 0, 0)
     return b"".join(
         (
             _insn(_BPF_LD_H_ABS, 0, 0, 12),  # A = EtherType
             _insn(_BPF_JEQ_K, 1, 0, ethertype),  # our family -> go on
-            drop,
+            _DROP_ALL,
             _insn(_BPF_LD_B_ABS, 0, 0, proto_at),  # A = IP protocol (IPv6: next header)
             _insn(_BPF_JEQ_K, 1, 0, IPPROTO_CARP),  # CARP -> go on
-            drop,
+            _DROP_ALL,
             *vhid_part,  # one of ours -> accept, else drop
             _insn(_BPF_RET_K, 0, 0, 0x40000),  # accept the whole frame
-            drop,
+            _DROP_ALL,
         )
     )
 
@@ -354,9 +356,6 @@ class CarpSocket(Closing):
         return self._sock.fileno() < 0
 
 
-_DROP_ALL = _insn(_BPF_RET_K, 0, 0, 0)
-
-
 _IPV6_HDRINCL = 36  # linux/in6.h (Linux 4.5): Python does not export it
 
 
@@ -374,12 +373,9 @@ def open_unicast_socket(device: str, version: int = 4) -> socket.socket:
     drops every packet): the packet socket does the receiving.
     """
     family = socket.AF_INET6 if version == 6 else socket.AF_INET
+    sock: socket.socket | None = None
     try:
         sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_CARP)
-    except OSError as exc:
-        raise RuntimeFailure(f"Unable to open the unicast socket on [{device}]: {_why(exc)}") \
-            from None
-    try:
         _attach_filter(sock, _DROP_ALL)
         if version == 6:
             sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
@@ -388,7 +384,8 @@ def open_unicast_socket(device: str, version: int = 4) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, os.fsencode(device))
         sock.setblocking(False)
     except OSError as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise RuntimeFailure(f"Unable to open the unicast socket on [{device}]: {_why(exc)}") \
             from None
     return sock
