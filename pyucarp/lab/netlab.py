@@ -339,11 +339,17 @@ class Host:
 
     def addresses(self, with_prefix: bool = False) -> list[str]:
         """IPv4 addresses on eth0 ("192.0.2.1", or "192.0.2.1/24" with ``with_prefix``)."""
-        out = _ip("-n", self.netns, "-j", "-4", "addr", "show", "dev", self.ifname).stdout
+        return self._addresses(4, with_prefix)
+
+    def _addresses(self, version: int, with_prefix: bool) -> list[str]:
+        """eth0's addresses of one IP version; over IPv6 without the link-local ones."""
+        family = "inet" if version == 4 else "inet6"
+        out = _ip("-n", self.netns, "-j", f"-{version}", "addr", "show", "dev",
+                  self.ifname).stdout
         result = []
-        for link in json.loads(out):
+        for link in json.loads(out or "[]"):
             for info in link.get("addr_info", []):
-                if info.get("family") == "inet":
+                if info.get("family") == family and (version == 4 or info.get("scope") != "link"):
                     local = str(info["local"])
                     result.append(f"{local}/{info['prefixlen']}" if with_prefix else local)
         return result
@@ -380,14 +386,7 @@ class Host:
 
     def addresses6(self, with_prefix: bool = False) -> list[str]:
         """IPv6 addresses on eth0 but the link-local ones ("2001:db8::1", or with "/64")."""
-        out = _ip("-n", self.netns, "-j", "-6", "addr", "show", "dev", self.ifname).stdout
-        result = []
-        for link in json.loads(out or "[]"):
-            for info in link.get("addr_info", []):
-                if info.get("family") == "inet6" and info.get("scope") != "link":
-                    local = str(info["local"])
-                    result.append(f"{local}/{info['prefixlen']}" if with_prefix else local)
-        return result
+        return self._addresses(6, with_prefix)
 
     def has_address6(self, ip: str) -> bool:
         """Whether eth0 carries IPv6 address ``ip`` (prefix length ignored)."""
