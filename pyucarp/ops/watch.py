@@ -286,18 +286,8 @@ def _neighbour(ip: Any, raw: bytes, icmp: bytes, t: float, src_mac: str,
     return NeighbourView(
         time=t, src_mac=src_mac, src=str(ip.src), dst=str(ip.dst), hop_limit=int(ip.hlim),
         target=str(target), router=bool(flags & 0x80), override=bool(flags & 0x20),
-        lladdr=lladdr, checksum_ok=_sum16(pseudo + icmp) == 0,
+        lladdr=lladdr, checksum_ok=internet_checksum(pseudo + icmp) == 0,
     )
-
-
-def _sum16(data: bytes) -> int:
-    """RFC 1071: the ones' complement of the ones' complement sum (0 when it holds)."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _stamp(t: float) -> str:
