@@ -267,6 +267,24 @@ def test_helper_configuration_errors(tmp_path: Path) -> None:
     assert blank.returncode == 6 and "does not set: VIRTUAL_ADDRESS" in blank.stderr
 
 
+def _started_and_built(setup: Setup, record: Path,
+                       name: str) -> tuple[list[str], list[str], InstanceFile]:
+    """The helper run on file ``name``: the argv its daemon got (``record``), the argv
+    ``pyucarp run`` builds for the file with what the helper adds (-z, the pid file, -o
+    /dev/fd/3), and the loaded file."""
+    proc = subprocess.run(["sh", str(HELPER), name], capture_output=True, text=True,
+                          env=setup.env(), timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    argv = [os.fsdecode(w) for w in record.read_bytes().split(b"\0")[:-1]]
+    item = load_file(str(setup.ifdir / name), str(setup.defaults))
+    assert isinstance(item, InstanceFile), item
+    expected = list(item.argv)
+    expected[expected.index("-o") + 1] = "/dev/fd/3"
+    at = expected.index("-b")
+    expected[at:at] = ["-z", f"--pidfile={setup.pidfile.parent / (name + '.pid')}"]
+    return argv, expected, item
+
+
 def test_helper_passes_what_the_init_script_passes(tmp_path: Path) -> None:
     """The daemon's arguments are those ``pyucarp run`` (and so the init script, see
     test_interface_files) builds for the file, but -z, the pid file and -o /dev/fd/3:
@@ -286,16 +304,7 @@ def test_helper_passes_what_the_init_script_passes(tmp_path: Path) -> None:
         "TRACK_SCRIPT_2='test -d /tmp/*'\nTRACK_INTERVAL=0.5\nTRACK_TIMEOUT=0.25\n"
         "TRACK_FALL=3\nTRACK_RISE=4\nTRACK_INTERFACE=' eth1\teth2\n dummy*'\n"
         "TRACK_WEIGHT=20\nNOTIFY=/bin/true\n")
-    proc = subprocess.run(["sh", str(HELPER), "h"], capture_output=True, text=True,
-                          env=setup.env(), timeout=30, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    argv = [os.fsdecode(w) for w in record.read_bytes().split(b"\0")[:-1]]
-    item = load_file(str(setup.ifdir / "h"), str(setup.defaults))
-    assert isinstance(item, InstanceFile), item
-    expected = list(item.argv)
-    expected[expected.index("-o") + 1] = "/dev/fd/3"
-    at = expected.index("-b")
-    expected[at:at] = ["-z", f"--pidfile={setup.pidfile.parent / 'h.pid'}"]
+    argv, expected, item = _started_and_built(setup, record, "h")
     expected.remove("-B")
     assert argv == expected
     assert argv[:3] == ["-n", "-k", "5"] and f"--track-script={check}" in argv
@@ -304,16 +313,7 @@ def test_helper_passes_what_the_init_script_passes(tmp_path: Path) -> None:
     (setup.ifdir / "list").write_text(
         f"INTERFACE=eth0\nINSTANCE_ID=4\nPASSWORD={PASSWORD}\nIFS=:\n"
         f"VIRTUAL_ADDRESS='{VIP}\t198.51.100.7\n 192.0.2.101'\nSOURCE_ADDRESS=192.0.2.1\n")
-    proc = subprocess.run(["sh", str(HELPER), "list"], capture_output=True, text=True,
-                          env=setup.env(), timeout=30, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    argv = [os.fsdecode(w) for w in record.read_bytes().split(b"\0")[:-1]]
-    item = load_file(str(setup.ifdir / "list"), str(setup.defaults))
-    assert isinstance(item, InstanceFile), item
-    expected = list(item.argv)
-    expected[expected.index("-o") + 1] = "/dev/fd/3"
-    at = expected.index("-b")
-    expected[at:at] = ["-z", f"--pidfile={setup.pidfile.parent / 'list.pid'}"]
+    argv, expected, _item = _started_and_built(setup, record, "list")
     assert argv == expected
     assert [argv[i + 1] for i, w in enumerate(argv) if w == "-a"] == [
         VIP, "198.51.100.7", "192.0.2.101"]
