@@ -151,6 +151,13 @@ class Port:
             self._unicast.close()
             self._unicast = None
 
+    def filenos(self) -> list[int]:
+        """The port's open descriptors: its packet socket's and its unicast socket's."""
+        fds = [] if self.sock is None else self.sock.filenos()
+        if self._unicast is not None:
+            fds.append(self._unicast.fileno())
+        return fds
+
     def close(self) -> None:
         """Release the sockets."""
         if self.sock is not None:
@@ -221,10 +228,7 @@ class EventLoop:
         """Every descriptor that must survive daemonizing."""
         fds = [self.monitor.fileno()]
         for port in self.ports.values():
-            if port.sock is not None:
-                fds += port.sock.filenos()
-            if port._unicast is not None:
-                fds.append(port._unicast.fileno())
+            fds += port.filenos()
         return fds
 
     def instance_log(self, config: Config) -> InstanceLog:
